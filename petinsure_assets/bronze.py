@@ -1,0 +1,39 @@
+"""Bronze: one append-only Delta table per entity, fed from the raw landing zone exactly once."""
+
+
+import dagster as dg
+
+from petinsure_assets import contracts
+from petinsure_assets.ingest import bronze_schema, ingest
+from petinsure_assets.resources import LakeResource, column_schema, table_metadata
+
+OWNER = "team:data-engineering"
+
+
+def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["bronze", entity.bronze_table],
+        group_name="bronze",
+        kinds={"delta", "python"},
+        owners=[OWNER],
+        description=(
+            f"Raw {entity.name} from raw/{entity.name}/ ({entity.batch_file}"
+            + (f" and real-time {entity.realtime_prefix}-*.json files" if entity.realtime_prefix else "")
+            + "), every column as text plus ingestion metadata; append-only, each file once."
+        ),
+        metadata={"dagster/column_schema": column_schema(bronze_schema(entity))},
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        write = ingest(the_lake, entity, context.run_id, log=context.log.info)
+        if write is not None:
+            return write
+        uri = the_lake.table_uri("bronze", entity.bronze_table)
+        existing = table_metadata(the_lake, uri) if the_lake.exists(uri) else {}
+        return dg.MaterializeResult(metadata={**existing, "rows_added": 0, "files_ingested": 0})
+
+    _asset.__name__ = entity.bronze_table
+    return _asset
+
+
+bronze_assets = [_bronze_asset(e) for e in contracts.ENTITIES]

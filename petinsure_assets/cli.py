@@ -1,0 +1,151 @@
+"""`petinsure refresh`: the main job, headless, with a short summary at the end.
+
+    petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
+    petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
+    petinsure generate --claims 15000 # only the demo raw data
+
+Runs are recorded in the Dagster instance of DAGSTER_HOME (default ./.dagster_home), so they show
+up in the UI opened on the same folder.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from petinsure_assets import contracts
+from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+DEFAULT_DEMO_CLAIMS = 15_000
+SUMMARY_TABLES = (
+    [("bronze", e.bronze_table) for e in contracts.ENTITIES]
+    + [("silver", t) for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
+                               "fact_claims", "quarantine")]
+    + [("gold", t) for t in ("customer_360_view", "risk_scoring", "claims_analytics",
+                             "monthly_kpis", "provider_performance", "cross_sell_recommendations")]
+)
+
+
+@dataclass
+class RefreshSummary:
+    success: bool
+    run_id: str
+    wall_seconds: float
+    peak_rss_mib: float
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    lake_bytes: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"refresh_all {'succeeded' if self.success else 'FAILED'} (run {self.run_id})"]
+        lines += [f"  {name:<42} {n:>12,} rows" for name, n in self.rows.items()]
+        if self.quarantined:
+            lines.append("  quarantined by reason:")
+            lines += [f"    {reason:<40} {n:>12,}" for reason, n in self.quarantined.items()]
+        lines.append(f"  wall time {self.wall_seconds:.1f} s, peak memory {self.peak_rss_mib:,.0f} MiB, "
+                     f"lake {self.lake_bytes / 2**20:,.1f} MiB")
+        lines += [f"  failed: {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def raw_zone_is_empty(lake: Lake) -> bool:
+    raw = Path(lake.layer("raw"))
+    return not raw.exists() or not any(p.is_file() for p in raw.rglob("*"))
+
+
+def folder_bytes(path: str) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME, created under ./.dagster_home when it is not set."""
+    home = os.environ.setdefault("DAGSTER_HOME", str(Path(DEFAULT_DAGSTER_HOME).resolve()))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def run_refresh(
+    lake_root: str,
+    *,
+    as_of: str = "",
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
+) -> RefreshSummary:
+    """Materialize the whole graph in this process and summarize what the lake holds after it."""
+    from petinsure_assets.definitions import build_definitions
+
+    lake = Lake(root=os.path.abspath(lake_root))
+    job = build_definitions(lake.root).resolve_job_def("refresh_all")
+    start = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        run_config={
+            "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        raise_on_error=False,
+    )
+    summary = RefreshSummary(
+        success=result.success,
+        run_id=result.run_id,
+        wall_seconds=time.perf_counter() - start,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        failures=[
+            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+            for e in result.all_events
+            if e.is_step_failure
+        ],
+    )
+    for layer, table in SUMMARY_TABLES:
+        uri = lake.table_uri(layer, table)
+        if lake.exists(uri):
+            summary.rows[f"{layer}.{table}"] = int(lake.delta_table(uri).count())
+    quarantine = lake.table_uri("silver", "quarantine")
+    if lake.exists(quarantine):
+        summary.quarantined = _quarantine_counts(lake, quarantine)
+    summary.lake_bytes = folder_bytes(lake.root)
+    return summary
+
+
+def _quarantine_counts(lake: Lake, uri: str) -> dict[str, int]:
+    rows = lake.read(uri, "SELECT entity || '.' || reason AS k, count(*) AS n FROM t GROUP BY 1 ORDER BY 1")
+    return dict(zip(rows.column("k").to_pylist(), rows.column("n").to_pylist()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="petinsure", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    refresh = sub.add_parser("refresh", help="generate demo data if raw/ is empty, then run refresh_all")
+    generate = sub.add_parser("generate", help="write the demo raw landing zone")
+    for p in (refresh, generate):
+        p.add_argument("--lake", default=os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT),
+                       help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT})")
+        p.add_argument("--claims", type=int, default=DEFAULT_DEMO_CLAIMS,
+                       help="demo data size in claims (default 15,000)")
+        p.add_argument("--seed", type=int, default=42)
+    refresh.add_argument("--as-of", default="", help="gold as-of date YYYY-MM-DD (default today UTC)")
+    args = parser.parse_args(argv)
+
+    lake = Lake(root=os.path.abspath(args.lake))
+    if args.command == "generate" or raw_zone_is_empty(lake):
+        from petinsure_assets.demo_data import generate as generate_demo
+
+        print(f"generating demo raw data: {args.claims:,} claims into {lake.layer('raw')}")
+        generate_demo(lake.layer("raw"), claims=args.claims, seed=args.seed)
+        if args.command == "generate":
+            return 0
+    summary = run_refresh(lake.root, as_of=args.as_of, instance=dagster_instance())
+    print(summary.render())
+    return 0 if summary.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The code location `petinsure_assets`: every asset, job and resource in one Definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from petinsure_assets.bronze import bronze_assets
+from petinsure_assets.gold import gold_assets
+from petinsure_assets.resources import build_resources
+from petinsure_assets.serving import export_assets
+from petinsure_assets.silver import silver
+
+# The main job: raw -> bronze -> silver -> gold -> exports, in one process (on two cores the
+# multiprocess executor costs 1-2 s per step; the steps themselves use every core through DuckDB).
+refresh_all = dg.define_asset_job(
+    "refresh_all",
+    selection=dg.AssetSelection.all(),
+    executor_def=dg.in_process_executor,
+    description="Full refresh of the lakehouse: raw files to bronze, silver, gold and exports.",
+)
+
+
+
+def build_definitions(lake_root: str | None = None) -> dg.Definitions:
+    """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
+    return dg.Definitions(
+        assets=[*bronze_assets, silver, *gold_assets, *export_assets],
+        jobs=[refresh_all],
+        resources=build_resources(lake_root),
+    )
+
+
+defs = build_definitions()

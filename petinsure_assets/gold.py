@@ -1,0 +1,124 @@
+"""Gold: the business tables, one SQL file each in sql/gold/ (formulas: RULES.md, "Gold").
+
+Each asset registers its silver (and gold) inputs in a DuckDB session, creates the shared views it
+uses (sql/gold/views/), sets the as-of date and thresholds as variables and runs its file.
+"""
+
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pyarrow.dataset as pads
+from dagster_duckdb import DuckDBResource
+
+from petinsure_assets.bronze import OWNER
+from petinsure_assets.queries import prepare_session, sql_text
+from petinsure_assets.resources import ReportingDate
+
+_CUSTOMER_VIEWS = ("policy_facts", "claim_facts", "pet_facts", "customer_metrics")
+_CUSTOMER_INPUTS = ("dim_customers", "dim_pets", "dim_policies", "fact_claims")
+
+
+@dataclass(frozen=True)
+class GoldTable:
+    name: str
+    description: str
+    silver: tuple[str, ...]
+    views: tuple[str, ...]
+    gold: tuple[str, ...] = ()
+
+
+GOLD_TABLES: tuple[GoldTable, ...] = (
+    GoldTable(
+        "risk_scoring",
+        "Per customer, a 0-100 risk score = min(100, claim frequency (10 per claim in the last 12 "
+        "months, max 40) + loss-ratio band (0/10/20/30 at 0.5/0.8/1.0) + oldest active pet age "
+        "(15 if >= 10 y, 10 if >= 7 y) + 15 if an active pet has a pre-existing condition); "
+        "category Low < 25 <= Medium < 50 <= High < 75 <= Critical, with a recommended action.",
+        _CUSTOMER_INPUTS,
+        _CUSTOMER_VIEWS,
+    ),
+    GoldTable(
+        "customer_360_view",
+        "One row per customer: pets, policies, annual premium (12 x monthly premium of active "
+        "policies), premium earned (monthly premium x months in force), claims, loss ratio = paid "
+        "on approved claims / premium earned, lifetime value = premium earned, value tier "
+        "(Platinum >= 3000 > Gold >= 1500 > Silver >= 500 > Bronze), risk score and category. "
+        "No email, phone, street address or date of birth.",
+        _CUSTOMER_INPUTS,
+        _CUSTOMER_VIEWS,
+        gold=("risk_scoring",),
+    ),
+    GoldTable(
+        "claims_analytics",
+        "Every claim with customer, pet, plan and provider attributes, service month (YYYY-MM) "
+        "and reimbursement rate = paid / claimed for approved (Approved or Paid) claims.",
+        ("dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims"),
+        ("claim_facts",),
+    ),
+    GoldTable(
+        "monthly_kpis",
+        "Per service month, first to last with no gaps: claims, approval rate = approved / "
+        "(approved + denied), claimed, paid (approved claims), average claim, average processing "
+        "days (decided claims), new customers, policies in force, premium earned (sum of monthly "
+        "premiums in force), loss ratio = paid / premium earned, claims growth % vs the month before.",
+        ("dim_customers", "dim_policies", "fact_claims"),
+        ("policy_facts", "claim_facts"),
+    ),
+    GoldTable(
+        "provider_performance",
+        "Every provider, zero-claim ones included: claims, claimed, paid (approved claims), "
+        "average claim, approval rate = approved / decided, average processing days, distinct "
+        "customers, rating and network.",
+        ("dim_providers", "fact_claims"),
+        ("claim_facts",),
+    ),
+    GoldTable(
+        "cross_sell_recommendations",
+        "One row per (customer, recommendation) that fires: Insure Additional Pet (active pet "
+        "without an active policy; customer's average annual premium per pet), Wellness Add-on "
+        "(wellness claims and active policies without wellness: 120 each), Dental Coverage "
+        "(active pets aged 3+ without dental: 96 each), Plan Upgrade (active Basic policies and "
+        ">= 2 claims in 12 months: 180 each); priority High >= 200 > Medium >= 100 > Low.",
+        _CUSTOMER_INPUTS,
+        _CUSTOMER_VIEWS,
+    ),
+)
+
+
+def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
+    ins = {t: dg.AssetIn(key=["silver", t]) for t in spec.silver}
+    ins.update({t: dg.AssetIn(key=["gold", t]) for t in spec.gold})
+
+    @dg.asset(
+        key=["gold", spec.name],
+        ins=ins,
+        group_name="gold",
+        kinds={"delta", "duckdb"},
+        owners=[OWNER],
+        description=spec.description,
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        duckdb: DuckDBResource,
+        reporting_date: ReportingDate,
+        **tables: pads.Dataset,
+    ):
+        as_of = reporting_date.date()
+        with duckdb.get_connection() as con:
+            prepare_session(con, as_of)
+            for name, dataset in tables.items():
+                con.register(name, dataset)
+            for view in spec.views:
+                con.execute(sql_text(f"gold/views/{view}"))
+            context.log.info(f"{spec.name}: computing as of {as_of}")
+            yield dg.Output(
+                con.sql(sql_text(f"gold/{spec.name}")).to_arrow_reader(),
+                metadata={"as_of": as_of.isoformat()},
+            )
+
+    _asset.__name__ = spec.name
+    return _asset
+
+
+gold_assets = [_gold_asset(spec) for spec in GOLD_TABLES]

@@ -1,0 +1,125 @@
+"""Resources: the lake location, the Delta IO manager, DuckDB and the reporting date.
+
+Everything is chosen from the environment in `build_resources()`; the embedded default is a local
+lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per step.
+"""
+
+
+import datetime as dt
+import os
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as pads
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake, TableWrite
+
+PREVIEW_ROWS = 5
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake root: a local folder whose top folders are raw, bronze, silver and gold."""
+
+    root: str = Field(
+        default=DEFAULT_LAKE_ROOT,
+        description=f"Lake root folder (environment: {LAKE_ROOT_ENV}).",
+    )
+
+    def lake(self) -> Lake:
+        return Lake(root=os.path.abspath(self.root))
+
+
+class ReportingDate(dg.ConfigurableResource):
+    """The as-of date of gold numbers. Empty means today (UTC). Set it in the launchpad under
+    `resources.reporting_date.config.as_of`, or with `--as-of` on the command line."""
+
+    as_of: str = Field(default="", description="YYYY-MM-DD; empty = today (UTC).")
+
+    def date(self) -> dt.date:
+        if not self.as_of:
+            return dt.datetime.now(dt.timezone.utc).date()
+        try:
+            return dt.date.fromisoformat(self.as_of)
+        except ValueError:
+            raise dg.Failure(f"reporting_date.as_of must be YYYY-MM-DD, got {self.as_of!r}") from None
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+
+
+def markdown_preview(table: pa.Table) -> str:
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")[:60]
+
+    names = table.column_names
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in table.to_pylist():
+        lines.append("| " + " | ".join(cell(row[n]) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def table_metadata(lake: Lake, uri: str) -> dict[str, Any]:
+    """Row count, Delta version, column schema and a preview of a Delta table."""
+    table = lake.delta_table(uri)
+    preview = lake.read(uri, f"SELECT * FROM t LIMIT {PREVIEW_ROWS}")
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(table.count())),
+        "delta_version": dg.MetadataValue.int(table.version()),
+        "dagster/column_schema": column_schema(preview.schema),
+        "dagster/uri": dg.MetadataValue.path(uri),
+        "preview": dg.MetadataValue.md(markdown_preview(preview)),
+    }
+
+
+class DeltaIOManager(dg.ConfigurableIOManager):
+    """Persists every table asset `[layer, table]` as the Delta table <lake>/<layer>/<table>, and
+    hands downstream assets a lazy Arrow dataset of it (for DuckDB to scan; nothing is loaded
+    into memory here)."""
+
+    lake: LakeResource
+
+    def _uri(self, key: dg.AssetKey) -> str:
+        layer, table = key.path[-2], key.path[-1]
+        return self.lake.lake().table_uri(layer, table)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
+        lake = self.lake.lake()
+        uri = self._uri(context.asset_key)
+        version = lake.write(uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata)
+        metadata = table_metadata(lake, uri)
+        if write.on_commit is not None:
+            metadata.update(write.on_commit(version))
+        if write.metadata:
+            metadata.update(write.metadata)
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> pads.Dataset:
+        lake = self.lake.lake()
+        uri = self._uri(context.asset_key)
+        if not lake.exists(uri):
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()} has no Delta table at {uri}: "
+                "materialize it first."
+            )
+        return lake.dataset(uri)
+
+
+def build_resources(lake_root: str | None = None) -> dict[str, Any]:
+    """The resources of the code location; the lake root from the argument, else the environment."""
+    lake = LakeResource(root=lake_root or os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT))
+    return {
+        "lake": lake,
+        "io_manager": DeltaIOManager(lake=lake),
+        "duckdb": DuckDBResource(
+            database=":memory:",
+            connection_config={"threads": os.cpu_count() or 2, "preserve_insertion_order": False},
+        ),
+        "reporting_date": ReportingDate.configure_at_launch(),
+    }

@@ -1,0 +1,70 @@
+"""Serving: plain Parquet exports of every gold table (no Delta log), for readers outside Spark.
+
+`gold/exports/<table>/part-0.parquet` is replaced whole: written beside it under a temporary name
+and renamed over it, so a reader sees the old file or the new one, never half of one.
+"""
+
+
+import os
+import uuid
+
+import dagster as dg
+import duckdb
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from petinsure_assets.bronze import OWNER
+from petinsure_assets.gold import GOLD_TABLES
+from petinsure_assets.resources import LakeResource, column_schema, markdown_preview
+
+# Personal data that must never leave the lake through an export or a snapshot.
+PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of_birth"})
+EXPORT_FILE = "part-0.parquet"
+
+
+def _export_asset(table: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["gold", "exports", table],
+        ins={"source": dg.AssetIn(key=["gold", table])},
+        group_name="serving",
+        kinds={"parquet", "duckdb"},
+        owners=[OWNER],
+        description=f"gold.{table} as plain Parquet under gold/exports/{table}/ for the claims API.",
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: LakeResource, source: pads.Dataset):
+        leaked = PII_COLUMNS & set(source.schema.names)
+        if leaked:
+            raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
+        folder = lake.lake().export_dir(table)
+        os.makedirs(folder, exist_ok=True)
+        final = os.path.join(folder, EXPORT_FILE)
+        temp = os.path.join(folder, f".{EXPORT_FILE}.{uuid.uuid4().hex}.tmp")
+        con = duckdb.connect()
+        try:
+            con.register("t", source)
+            reader = con.sql("SELECT * FROM t").to_arrow_reader()
+            rows = 0
+            with pq.ParquetWriter(temp, reader.schema, compression="zstd") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
+        finally:
+            con.close()
+        os.replace(temp, final)
+        context.log.info(f"exported {rows} rows of gold.{table} to {final}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "path": dg.MetadataValue.path(final),
+                "bytes": os.path.getsize(final),
+                "dagster/column_schema": column_schema(reader.schema),
+                "preview": dg.MetadataValue.md(markdown_preview(preview)),
+            }
+        )
+
+    _asset.__name__ = f"export_{table}"
+    return _asset
+
+
+export_assets = [_export_asset(t.name) for t in GOLD_TABLES]

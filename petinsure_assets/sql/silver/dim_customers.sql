@@ -1,0 +1,47 @@
+-- silver.dim_customers: typed, cleaned customers, validated, then the latest version per key.
+-- Reads: customers_raw (bronze). Writes temp tables customers_staged (every bronze record with its
+-- reject reason, if any) and dim_customers.
+-- Quality score: email, phone, address, city, state, zip_code, date_of_birth (7 checked fields).
+CREATE OR REPLACE TEMP TABLE customers_staged AS
+WITH typed AS (
+    SELECT
+        clean_text(customer_id) AS customer_id,
+        clean_text(first_name) AS first_name,
+        clean_text(last_name) AS last_name,
+        clean_email(email) AS email,
+        clean_phone(phone) AS phone,
+        clean_text(address) AS address,
+        clean_text(city) AS city,
+        clean_state(state) AS state,
+        clean_zip(zip_code) AS zip_code,
+        parse_date(date_of_birth) AS date_of_birth,
+        parse_date(customer_since) AS customer_since,
+        clean_text(segment) AS segment,
+        parse_money(lifetime_value) AS lifetime_value,
+        parse_ts(updated_at) AS updated_at,
+        _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
+        b AS _bronze
+    FROM customers_raw AS b
+)
+SELECT
+    * EXCLUDE (_parse_error, _bronze),
+    CASE
+        WHEN _parse_error IS NOT NULL THEN 'malformed_record'
+        WHEN customer_id IS NULL THEN 'missing_key'
+    END AS _reject_reason,
+    _parse_error AS _reject_detail,
+    quality_score(
+        (email IS NOT NULL)::INT + (phone IS NOT NULL)::INT + (address IS NOT NULL)::INT
+        + (city IS NOT NULL)::INT + (state IS NOT NULL)::INT + (zip_code IS NOT NULL)::INT
+        + (date_of_birth IS NOT NULL)::INT, 7) AS _quality_score,
+    CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
+FROM typed;
+
+CREATE OR REPLACE TEMP TABLE dim_customers AS
+SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
+FROM customers_staged
+WHERE _reject_reason IS NULL
+QUALIFY row_number() OVER (
+    PARTITION BY customer_id
+    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
+) = 1;

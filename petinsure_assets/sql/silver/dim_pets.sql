@@ -1,0 +1,52 @@
+-- silver.dim_pets: typed, cleaned pets, validated, then the latest version per key.
+-- Reads: pets_raw, dim_customers (foreign key). Writes temp tables pets_staged and dim_pets.
+-- Quality score: breed, gender, date_of_birth, weight_lbs (> 0), microchip_id (15 digits).
+CREATE OR REPLACE TEMP TABLE pets_staged AS
+WITH typed AS (
+    SELECT
+        clean_text(pet_id) AS pet_id,
+        clean_text(customer_id) AS customer_id,
+        clean_text(pet_name) AS pet_name,
+        canonical(species, getvariable('accepted_species')) AS species,
+        clean_text(breed) AS breed,
+        canonical(gender, ['Male', 'Female']) AS gender,
+        parse_date(date_of_birth) AS date_of_birth,
+        CASE WHEN parse_double(weight_lbs) > 0 THEN parse_double(weight_lbs) END AS weight_lbs,
+        CASE WHEN regexp_full_match(clean_text(microchip_id), '[0-9]{15}')
+             THEN clean_text(microchip_id) END AS microchip_id,
+        parse_bool(is_neutered) AS is_neutered,
+        clean_text(vaccination_status) AS vaccination_status,
+        clean_text(pre_existing_conditions) AS pre_existing_conditions,
+        parse_bool(is_active) AS is_active,
+        parse_ts(updated_at) AS updated_at,
+        _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
+        b AS _bronze
+    FROM pets_raw AS b
+)
+SELECT
+    t.* EXCLUDE (_parse_error, _bronze),
+    CASE
+        WHEN _parse_error IS NOT NULL THEN 'malformed_record'
+        WHEN t.pet_id IS NULL THEN 'missing_key'
+        WHEN c.customer_id IS NULL THEN 'orphan_fk'
+    END AS _reject_reason,
+    CASE
+        WHEN _parse_error IS NOT NULL THEN _parse_error
+        WHEN t.pet_id IS NULL THEN NULL
+        WHEN c.customer_id IS NULL THEN 'customer_id ' || coalesce(t.customer_id, '(empty)') || ' not in dim_customers'
+    END AS _reject_detail,
+    quality_score(
+        (breed IS NOT NULL)::INT + (gender IS NOT NULL)::INT + (t.date_of_birth IS NOT NULL)::INT
+        + (weight_lbs IS NOT NULL)::INT + (microchip_id IS NOT NULL)::INT, 5) AS _quality_score,
+    CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
+FROM typed AS t
+LEFT JOIN (SELECT customer_id FROM dim_customers) AS c ON c.customer_id = t.customer_id;
+
+CREATE OR REPLACE TEMP TABLE dim_pets AS
+SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
+FROM pets_staged
+WHERE _reject_reason IS NULL
+QUALIFY row_number() OVER (
+    PARTITION BY pet_id
+    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
+) = 1;

@@ -1,0 +1,62 @@
+-- silver.dim_policies: typed, cleaned policies, validated, then the latest version per key.
+-- Reads: policies_raw, dim_customers, dim_pets (foreign keys). Writes policies_staged, dim_policies.
+-- Hard rules: bad_date (effective_date, expiration_date), negative_amount (monthly_premium),
+-- orphan_fk (customer_id, pet_id).
+-- Quality score: plan_name (accepted value), monthly_premium, deductible, coverage_limit.
+CREATE OR REPLACE TEMP TABLE policies_staged AS
+WITH typed AS (
+    SELECT
+        clean_text(policy_id) AS policy_id,
+        clean_text(policy_number) AS policy_number,
+        clean_text(customer_id) AS customer_id,
+        clean_text(pet_id) AS pet_id,
+        canonical(plan_name, getvariable('accepted_plan_names')) AS plan_name,
+        parse_money(monthly_premium) AS monthly_premium,
+        CASE WHEN parse_money(deductible) >= 0 THEN parse_money(deductible) END AS deductible,
+        CASE WHEN parse_money(coverage_limit) > 0 THEN parse_money(coverage_limit) END AS coverage_limit,
+        parse_date(effective_date) AS effective_date,
+        parse_date(expiration_date) AS expiration_date,
+        canonical(status, getvariable('accepted_policy_statuses')) AS status,
+        parse_bool(includes_wellness) AS includes_wellness,
+        parse_bool(includes_dental) AS includes_dental,
+        parse_bool(includes_behavioral) AS includes_behavioral,
+        parse_ts(updated_at) AS updated_at,
+        _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
+        b AS _bronze
+    FROM policies_raw AS b
+)
+SELECT
+    t.* EXCLUDE (_parse_error, _bronze),
+    CASE
+        WHEN _parse_error IS NOT NULL THEN 'malformed_record'
+        WHEN t.policy_id IS NULL THEN 'missing_key'
+        WHEN t.effective_date IS NULL OR t.expiration_date IS NULL THEN 'bad_date'
+        WHEN t.monthly_premium < 0 THEN 'negative_amount'
+        WHEN c.customer_id IS NULL OR p.pet_id IS NULL THEN 'orphan_fk'
+    END AS _reject_reason,
+    CASE
+        WHEN _parse_error IS NOT NULL THEN _parse_error
+        WHEN t.policy_id IS NULL THEN NULL
+        WHEN t.effective_date IS NULL THEN 'effective_date ' || coalesce(t._bronze.effective_date, '(empty)') || ' is not a date'
+        WHEN t.expiration_date IS NULL THEN 'expiration_date ' || coalesce(t._bronze.expiration_date, '(empty)') || ' is not a date'
+        WHEN t.monthly_premium < 0 THEN 'monthly_premium ' || CAST(t.monthly_premium AS VARCHAR) || ' < 0'
+        ELSE concat_ws('; ',
+            CASE WHEN c.customer_id IS NULL THEN 'customer_id ' || coalesce(t.customer_id, '(empty)') || ' not in dim_customers' END,
+            CASE WHEN p.pet_id IS NULL THEN 'pet_id ' || coalesce(t.pet_id, '(empty)') || ' not in dim_pets' END)
+    END AS _reject_detail,
+    quality_score(
+        (plan_name IS NOT NULL)::INT + (monthly_premium IS NOT NULL)::INT
+        + (deductible IS NOT NULL)::INT + (coverage_limit IS NOT NULL)::INT, 4) AS _quality_score,
+    CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
+FROM typed AS t
+LEFT JOIN (SELECT customer_id FROM dim_customers) AS c ON c.customer_id = t.customer_id
+LEFT JOIN (SELECT pet_id FROM dim_pets) AS p ON p.pet_id = t.pet_id;
+
+CREATE OR REPLACE TEMP TABLE dim_policies AS
+SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
+FROM policies_staged
+WHERE _reject_reason IS NULL
+QUALIFY row_number() OVER (
+    PARTITION BY policy_id
+    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
+) = 1;
