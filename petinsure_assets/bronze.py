@@ -25,7 +25,7 @@ def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
-        write = ingest(the_lake, entity, context.run_id, log=context.log.info)
+        write = ingest(the_lake, entity, context.run.run_id, log=context.log.info)
         if write is not None:
             return write
         uri = the_lake.table_uri("bronze", entity.bronze_table)

@@ -1,0 +1,32 @@
+# The two commands of the quick start:
+#   make demo   set everything up, generate demo data if ./lake/raw is empty, run the main job
+#   make test   set everything up, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test ui clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m petinsure_assets refresh $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, same instance as `make demo`.
+ui: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf lake .dagster_home

@@ -1,0 +1,41 @@
+"""Shared test helpers: a temporary lake, raw files written by hand, and reading tables back."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from petinsure_assets.cli import RefreshSummary, run_refresh
+from petinsure_assets.lake import Lake
+
+
+class LakeFixture:
+    """A temporary lake: write raw files, run the main job, read tables back as dicts."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.lake = Lake(root=str(root))
+
+    def write_raw(self, entity: str, filename: str, text: str) -> Path:
+        """Write raw/<entity>/<filename>; `text` is dedented and stripped of its first newline."""
+        path = self.root / "raw" / entity / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def refresh(self, as_of: str = "", **kwargs) -> RefreshSummary:
+        summary = run_refresh(str(self.root), as_of=as_of, log_level="WARNING", **kwargs)
+        assert summary.success, summary.render()
+        return summary
+
+    def rows(self, layer: str, table: str, order_by: str = "ALL") -> list[dict]:
+        """All rows of a Delta table as dicts, ordered (by every column unless told)."""
+        uri = self.lake.table_uri(layer, table)
+        return self.lake.read(uri, f"SELECT * FROM t ORDER BY {order_by}").to_pylist()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> LakeFixture:
+    return LakeFixture(tmp_path / "lake")
