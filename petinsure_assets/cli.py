@@ -68,6 +68,7 @@ def dagster_instance() -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME, created under ./.dagster_home when it is not set."""
     home = os.environ.setdefault("DAGSTER_HOME", str(Path(DEFAULT_DAGSTER_HOME).resolve()))
     Path(home).mkdir(parents=True, exist_ok=True)
+    (Path(home) / "dagster.yaml").touch()
     return dg.DagsterInstance.get()
 
 
