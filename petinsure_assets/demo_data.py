@@ -266,7 +266,8 @@ CLAIM_CATEGORIES = (  # four per claim type, contracts.CLAIM_TYPES order
     ("Vaccination", "Wellness Exam", "Dental", "Preventive Care"),  # Wellness
     ("Emergency Care", "Hospitalization", "Surgery", "Diagnostics"),  # Emergency
 )
-CLAIM_TYPE_MEDIAN_AMOUNT = np.array([900.0, 600.0, 150.0, 1500.0])
+# Medians chosen so that the book runs at a loss ratio near 0.7, as in the source documents.
+CLAIM_TYPE_MEDIAN_AMOUNT = np.array([260.0, 180.0, 50.0, 450.0])
 CLAIM_STATUS_WEIGHTS = (0.12, 0.13, 0.28, 0.15, 0.32)  # contracts.CLAIM_STATUSES order
 DENIAL_REASONS = ("Pre-existing condition", "Not covered under plan", "Waiting period not met",
                   "Annual limit reached", "Incomplete documentation",
