@@ -9,9 +9,9 @@ import os
 import uuid
 
 import dagster as dg
-import duckdb
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES
@@ -31,7 +31,12 @@ def _export_asset(table: str) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=f"gold.{table} as plain Parquet under gold/exports/{table}/ for the claims API.",
     )
-    def _asset(context: dg.AssetExecutionContext, lake: LakeResource, source: pads.Dataset):
+    def _asset(
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        duckdb: DuckDBResource,
+        source: pads.Dataset,
+    ):
         leaked = PII_COLUMNS & set(source.schema.names)
         if leaked:
             raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
@@ -39,8 +44,7 @@ def _export_asset(table: str) -> dg.AssetsDefinition:
         os.makedirs(folder, exist_ok=True)
         final = os.path.join(folder, EXPORT_FILE)
         temp = os.path.join(folder, f".{EXPORT_FILE}.{uuid.uuid4().hex}.tmp")
-        con = duckdb.connect()
-        try:
+        with duckdb.get_connection() as con:
             con.register("t", source)
             reader = con.sql("SELECT * FROM t").to_arrow_reader()
             rows = 0
@@ -49,8 +53,6 @@ def _export_asset(table: str) -> dg.AssetsDefinition:
                     writer.write_batch(batch)
                     rows += batch.num_rows
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
-        finally:
-            con.close()
         os.replace(temp, final)
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
