@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from petinsure_assets.automation import apply_policies, sensors
 from petinsure_assets.bronze import bronze_assets
+from petinsure_assets.checks import asset_checks
 from petinsure_assets.gold import gold_assets
 from petinsure_assets.resources import build_resources
 from petinsure_assets.serving import export_assets
@@ -20,12 +22,13 @@ refresh_all = dg.define_asset_job(
 )
 
 
-
 def build_definitions(lake_root: str | None = None) -> dg.Definitions:
     """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
     return dg.Definitions(
-        assets=[*bronze_assets, silver, *gold_assets, *export_assets],
+        assets=apply_policies([*bronze_assets, silver, *gold_assets, *export_assets]),
+        asset_checks=asset_checks,
         jobs=[refresh_all],
+        sensors=sensors,
         resources=build_resources(lake_root),
     )
 

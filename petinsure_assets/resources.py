@@ -6,7 +6,9 @@ lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per ste
 
 
 import datetime as dt
+import json
 import os
+import urllib.request
 from typing import Any
 
 import dagster as dg
@@ -18,6 +20,7 @@ from pydantic import Field
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake, TableWrite
 
 PREVIEW_ROWS = 5
+ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -111,6 +114,32 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return lake.dataset(uri)
 
 
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts go besides the log: a URL that receives a JSON POST (Slack-style incoming
+    webhook, Teams, PagerDuty Events, ...). Empty: log only. The URL is treated as a secret: it
+    is never logged."""
+
+    url: str = ""
+    timeout_seconds: float = 10.0
+
+    def send(self, context, payload: dict) -> None:
+        context.log.error(f"ALERT {payload['kind']}: {payload['message']}")
+        if not self.url:
+            return
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                context.log.info(f"alert delivered to the webhook (HTTP {response.status})")
+        except Exception as e:  # the alert must not crash the sensor; say why, without the URL
+            reason = getattr(e, "reason", None) or getattr(e, "code", None) or type(e).__name__
+            context.log.warning(f"alert could not be delivered to the webhook: {reason}")
+
+
 def build_resources(lake_root: str | None = None) -> dict[str, Any]:
     """The resources of the code location; the lake root from the argument, else the environment."""
     lake = LakeResource(root=lake_root or os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT))
@@ -122,4 +151,8 @@ def build_resources(lake_root: str | None = None) -> dict[str, Any]:
             connection_config={"threads": os.cpu_count() or 2, "preserve_insertion_order": False},
         ),
         "reporting_date": ReportingDate.configure_at_launch(),
+        # An EnvVar keeps the webhook URL (a secret) out of the UI's resource config.
+        "alert_webhook": AlertWebhook(url=dg.EnvVar(ALERT_WEBHOOK_ENV))
+        if os.environ.get(ALERT_WEBHOOK_ENV)
+        else AlertWebhook(),
     }
