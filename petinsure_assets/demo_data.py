@@ -570,11 +570,20 @@ def _quota_before(rate: float, start: int) -> int:
 
 
 class _Picker:
-    """Hands out disjoint random row positions of one chunk: one kind of dirt per dirty row."""
+    """Hands out disjoint random row positions of one chunk (rows [start, stop) of the file): one
+    kind of dirt per dirty row, each kind at its rate, counted in `dirt`."""
 
-    def __init__(self, rng: np.random.Generator, m: int) -> None:
+    def __init__(self, rng: np.random.Generator, m: int, rates: dict[str, float] | None = None,
+                 start: int = 0, stop: int = 0) -> None:
         self._order = rng.permutation(m)
         self._free = np.ones(m, dtype=bool)
+        self._rates, self._start, self._stop = rates or {}, start, stop
+        self.dirt: Counter = Counter()
+
+    def kind(self, kind: str, eligible: np.ndarray | None = None) -> np.ndarray:
+        pos = self.take(_quota(self._rates[kind], self._start, self._stop), eligible)
+        self.dirt[kind] += len(pos)
+        return pos
 
     def reserve(self, pos: np.ndarray) -> None:
         self._free[pos] = False
@@ -939,13 +948,8 @@ def _customers_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     rng = _rng(plan.seed, e.name, chunk)
     fr = _draw_customers(plan, np.arange(start, stop), rng)
     cols = _format_customers(fr)
-    pick = _Picker(rng, stop - start)
-    dirt: Counter = Counter()
-
-    def take(kind: str, eligible=None) -> np.ndarray:
-        pos = pick.take(_quota(rates[kind], start, stop), eligible)
-        dirt[kind] += len(pos)
-        return pos
+    pick = _Picker(rng, stop - start, rates, start, stop)
+    take, dirt = pick.kind, pick.dirt
 
     p = take("us_date")
     cols["date_of_birth"] = _put(cols["date_of_birth"], p, _us(fr["dob"][p]))
@@ -1076,13 +1080,8 @@ def _pets_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     rng = _rng(plan.seed, e.name, chunk)
     fr = _draw_pets(plan, np.arange(start, stop), rng)
     cols = _format_pets(fr)
-    pick = _Picker(rng, stop - start)
-    dirt: Counter = Counter()
-
-    def take(kind: str, eligible=None) -> np.ndarray:
-        pos = pick.take(_quota(rates[kind], start, stop), eligible)
-        dirt[kind] += len(pos)
-        return pos
+    pick = _Picker(rng, stop - start, rates, start, stop)
+    take, dirt = pick.kind, pick.dirt
 
     p = take("us_date")
     cols["date_of_birth"] = _put(cols["date_of_birth"], p, _us(fr["dob"][p]))
@@ -1200,13 +1199,8 @@ def _policies_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     width = _number_width(plan)
     fr = _draw_policies(plan, pets, rng)
     cols = _format_policies(fr, width)
-    pick = _Picker(rng, len(pets))
-    dirt: Counter = Counter()
-
-    def take(kind: str, eligible=None) -> np.ndarray:
-        pos = pick.take(_quota(rates[kind], row0, row1), eligible)
-        dirt[kind] += len(pos)
-        return pos
+    pick = _Picker(rng, len(pets), rates, row0, row1)
+    take, dirt = pick.kind, pick.dirt
 
     p = take("us_date")
     cols["effective_date"] = _put(cols["effective_date"], p, _us(fr["eff"][p]))
@@ -1296,13 +1290,8 @@ def _providers_lines(plan: _Plan) -> _Chunk:
     n = plan.providers
     fr = _draw_providers(np.arange(n), rng)
     cols = _format_providers(fr)
-    pick = _Picker(rng, n)
-    dirt: Counter = Counter()
-
-    def take(kind: str, eligible=None) -> np.ndarray:
-        pos = pick.take(_quota(rates[kind], 0, n), eligible)
-        dirt[kind] += len(pos)
-        return pos
+    pick = _Picker(rng, n, rates, 0, n)
+    take, dirt = pick.kind, pick.dirt
 
     p = take("bad_phone")
     cols["phone"] = _put(cols["phone"], p, _bad_phones(fr["phone"][p], rng))
@@ -1487,13 +1476,10 @@ def _claims_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
         forced = (late, plan.pets + np.arange(count) % plan.rt_new)
         dirt["late_arriving_parent"] = count
     fr = _draw_claims(plan, np.arange(start, stop), rng, forced)
-    pick = _Picker(rng, m)
+    pick = _Picker(rng, m, rates, start, stop)
     pick.reserve(late)
-
-    def take(kind: str, eligible=None) -> np.ndarray:
-        pos = pick.take(_quota(rates[kind], start, stop), eligible)
-        dirt[kind] += len(pos)
-        return pos
+    pick.dirt.update(dirt)
+    take, dirt = pick.kind, pick.dirt
 
     # Amount dirt is numeric: apply before formatting.
     p = take("negative_amount")
