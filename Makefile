@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test ui clean
+.PHONY: setup demo test ui api clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: setup
 ui: setup
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The reference claims API on http://127.0.0.1:8000 (docs at /docs), reading ./lake/gold/snapshots.
+api: setup
+	$(VENV)/bin/uvicorn petinsure_assets.reference_api:app --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf lake .dagster_home

@@ -22,18 +22,27 @@ is set (JSON: kind, run id, job, message, failed blocking checks). A failed bloc
 fails its run (Dagster raises after reporting it), so this one sensor alerts on both.
 """
 
+import hashlib
+import json
+import os
+import time
 from datetime import timedelta
 
 import dagster as dg
 
-from petinsure_assets.resources import AlertWebhook
+from petinsure_assets import contracts
+from petinsure_assets.gold import GOLD_TABLES
+from petinsure_assets.ingest import list_raw_files
+from petinsure_assets.resources import AlertWebhook, LakeResource
+from petinsure_assets.serving import API_SNAPSHOT_KEY
 
 FRESHNESS_WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
-    # group: (warn window, fail window)
+    # layer: (warn window, fail window)
     "bronze": (timedelta(hours=25), timedelta(hours=26)),
     "silver": (timedelta(hours=25), timedelta(hours=27)),
     "gold": (timedelta(hours=25), timedelta(hours=28)),
-    "serving": (timedelta(hours=26), timedelta(hours=29)),
+    "serving": (timedelta(hours=26), timedelta(hours=29)),  # the exports
+    "snapshot": (timedelta(hours=26), timedelta(hours=30)),  # api_snapshot
 }
 
 GATED_EAGER = (
@@ -41,21 +50,133 @@ GATED_EAGER = (
 ).with_label("eager, while every parent's blocking checks pass")
 
 
-def freshness_policy(group: str) -> dg.FreshnessPolicy:
-    warn, fail = FRESHNESS_WINDOWS[group]
+def freshness_layer(key: dg.AssetKey, group: str | None) -> str:
+    return "snapshot" if key == API_SNAPSHOT_KEY else group
+
+
+def freshness_policy(layer: str) -> dg.FreshnessPolicy:
+    warn, fail = FRESHNESS_WINDOWS[layer]
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
 
 
 def _with_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
+    follows_parents = spec.group_name != "bronze" and spec.key != API_SNAPSHOT_KEY
     return spec.replace_attributes(
-        freshness_policy=freshness_policy(spec.group_name),
-        automation_condition=GATED_EAGER if spec.group_name != "bronze" else spec.automation_condition,
+        freshness_policy=freshness_policy(freshness_layer(spec.key, spec.group_name)),
+        automation_condition=GATED_EAGER if follows_parents else spec.automation_condition,
     )
 
 
 def apply_policies(assets: list) -> list:
-    """Every asset gets its layer's freshness policy; all but bronze the gated eager condition."""
+    """Every asset gets its layer's freshness policy; silver, gold and the exports the gated
+    eager condition (bronze is fed by the raw sensor, the snapshot by the exports sensor)."""
     return list(dg.map_asset_specs(_with_policies, assets))
+
+
+# ---- jobs and schedule ---------------------------------------------------------------------------
+
+# Raw -> bronze -> silver -> gold -> exports, in one process (on two cores the multiprocess
+# executor costs 1-2 s per step; the steps themselves use every core through DuckDB). The API
+# snapshot is not part of it: the exports sensor publishes it.
+refresh_all = dg.define_asset_job(
+    "refresh_all",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(API_SNAPSHOT_KEY),
+    executor_def=dg.in_process_executor,
+    description="Full refresh of the lakehouse: raw files to bronze, silver, gold and exports.",
+)
+publish_api_snapshot = dg.define_asset_job(
+    "publish_api_snapshot",
+    selection=dg.AssetSelection.assets(API_SNAPSHOT_KEY),
+    executor_def=dg.in_process_executor,
+    description="Publish gold/snapshots/ from the gold exports (started by the exports sensor).",
+)
+REFRESH_CRON_ENV, REFRESH_TIMEZONE_ENV = "PETINSURE_REFRESH_CRON", "PETINSURE_REFRESH_TIMEZONE"
+daily_refresh = dg.ScheduleDefinition(
+    name="daily_refresh",
+    job=refresh_all,
+    cron_schedule=os.environ.get(REFRESH_CRON_ENV, "0 2 * * *"),
+    execution_timezone=os.environ.get(REFRESH_TIMEZONE_ENV, "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The whole graph once a day (the Databricks job it replaces); "
+    f"time from {REFRESH_CRON_ENV} / {REFRESH_TIMEZONE_ENV}, default 02:00 UTC.",
+)
+
+
+# ---- sensors -----------------------------------------------------------------------------------
+
+
+def raw_listing_digests(lake) -> tuple[dict[str, str], int]:
+    """Per entity, a digest of its raw files' names, sizes and modification times."""
+    digests, files = {}, 0
+    for entity in contracts.ENTITIES:
+        listing = [(f.source_file, f.size_bytes, f.modified_ns) for f in list_raw_files(lake, entity)]
+        files += len(listing)
+        if listing:
+            digests[entity.name] = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return digests, files
+
+
+@dg.sensor(
+    name="raw_files_sensor",
+    job=refresh_all,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Finds new or changed files in raw/ and runs their bronze tables and everything "
+    "downstream of them (the Auto Loader of the notebooks).",
+)
+def raw_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    digests, files = raw_listing_digests(lake.lake())
+    seen = json.loads(context.cursor) if context.cursor else {}
+    changed = sorted(e for e, d in digests.items() if seen.get(e) != d)
+    if not changed:
+        return dg.SkipReason(f"no new or changed files among the {files} files in raw/")
+    bronze = [dg.AssetKey(["bronze", contracts.BY_NAME[e].bronze_table]) for e in changed]
+    # Silver is one multi-asset (rebuilt whole from all of bronze), hence the neighbors.
+    selection = (dg.AssetSelection.assets(*bronze).downstream().required_multi_asset_neighbors()
+                 - dg.AssetSelection.assets(API_SNAPSHOT_KEY))
+    keys = selection.resolve(context.repository_def.asset_graph)
+    run_key = "raw-" + hashlib.sha256(
+        json.dumps({e: digests[e] for e in changed}, sort_keys=True).encode()).hexdigest()[:16]
+    context.log.info(f"new or changed files for {', '.join(changed)}: requesting run {run_key}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=run_key, asset_selection=sorted(keys),
+                                    tags={"petinsure/trigger": "raw_files", "petinsure/entities": ",".join(changed)})],
+        cursor=json.dumps(digests, sort_keys=True),
+    )
+
+
+EXPORT_KEYS = [dg.AssetKey(["gold", "exports", t.name]) for t in GOLD_TABLES]
+SETTLE_SECONDS = 60
+
+
+@dg.sensor(
+    name="exports_sensor",
+    job=publish_api_snapshot,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Publishes the API snapshot once the gold exports have been rewritten: when all "
+    f"six are newer than the last snapshot, or when the newest is {SETTLE_SECONDS} s old.",
+)
+def exports_sensor(context: dg.SensorEvaluationContext):
+    last = int(context.cursor) if context.cursor else -1
+    latest = {}
+    for key in EXPORT_KEYS:
+        records = context.instance.fetch_materializations(key, limit=1).records
+        if records:
+            latest[key] = records[0]
+    newer = [r for r in latest.values() if r.storage_id > last]
+    if not newer:
+        return dg.SkipReason("no export materialized since the last snapshot")
+    newest = max(newer, key=lambda r: r.storage_id)
+    settled = time.time() - newest.timestamp >= SETTLE_SECONDS
+    if len(newer) < len(EXPORT_KEYS) and not settled:
+        return dg.SkipReason(f"{len(newer)} of {len(EXPORT_KEYS)} exports rewritten; waiting for "
+                             f"the rest or {SETTLE_SECONDS} s")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"snapshot-{newest.storage_id}",
+                                    tags={"petinsure/trigger": "exports"})],
+        cursor=str(newest.storage_id),
+    )
 
 
 # ---- alerts -------------------------------------------------------------------------------------
@@ -106,4 +227,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Evaluates the assets' automation conditions (eager, gated by blocking checks).",
 )
 
-sensors = [alert_on_run_failure, automation_sensor]
+jobs = [refresh_all, publish_api_snapshot]
+schedules = [daily_refresh]
+sensors = [raw_files_sensor, exports_sensor, alert_on_run_failure, automation_sensor]

@@ -20,6 +20,8 @@ import dagster as dg
 
 from petinsure_assets import contracts
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
+from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
+from petinsure_assets.snapshots import read_latest, snapshot_root
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
@@ -42,6 +44,7 @@ class RefreshSummary:
     quarantined: dict[str, int] = field(default_factory=dict)
     lake_bytes: int = 0
     failures: list[str] = field(default_factory=list)
+    snapshot_version: str | None = None
 
     def render(self) -> str:
         lines = [f"refresh_all {'succeeded' if self.success else 'FAILED'} (run {self.run_id})"]
@@ -49,6 +52,8 @@ class RefreshSummary:
         if self.quarantined:
             lines.append("  quarantined by reason:")
             lines += [f"    {reason:<40} {n:>12,}" for reason, n in self.quarantined.items()]
+        if self.snapshot_version:
+            lines.append(f"  API snapshot: gold/snapshots/v/{self.snapshot_version}")
         lines.append(f"  wall time {self.wall_seconds:.1f} s, peak memory {self.peak_rss_mib:,.0f} MiB, "
                      f"lake {self.lake_bytes / 2**20:,.1f} MiB")
         lines += [f"  failed: {f}" for f in self.failures]
@@ -78,32 +83,42 @@ def run_refresh(
     as_of: str = "",
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
+    snapshot: bool = True,
 ) -> RefreshSummary:
-    """Materialize the whole graph in this process and summarize what the lake holds after it."""
+    """Materialize the whole graph in this process (refresh_all, then publish_api_snapshot, as
+    the exports sensor would) and summarize what the lake holds after it."""
     from petinsure_assets.definitions import build_definitions
 
     lake = Lake(root=os.path.abspath(lake_root))
-    job = build_definitions(lake.root).resolve_job_def("refresh_all")
+    defs = build_definitions(lake.root)
+    instance = instance or dg.DagsterInstance.ephemeral()
     start = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        run_config={
-            "resources": {"reporting_date": {"config": {"as_of": as_of}}},
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-        },
-        raise_on_error=False,
-    )
+    results = []
+    for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
+        results.append(defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            run_config={
+                "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            raise_on_error=False,
+        ))
+        if not results[-1].success:
+            break
     summary = RefreshSummary(
-        success=result.success,
-        run_id=result.run_id,
+        success=all(r.success for r in results),
+        run_id=results[0].run_id,
         wall_seconds=time.perf_counter() - start,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         failures=[
             f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
-            for e in result.all_events
+            for r in results
+            for e in r.all_events
             if e.is_step_failure
         ],
     )
+    latest = read_latest(snapshot_root(lake))
+    summary.snapshot_version = latest["version"] if latest else None
     for layer, table in SUMMARY_TABLES:
         uri = lake.table_uri(layer, table)
         if lake.exists(uri):
@@ -120,6 +135,31 @@ def _quarantine_counts(lake: Lake, uri: str) -> dict[str, int]:
     return dict(zip(rows.column("k").to_pylist(), rows.column("n").to_pylist()))
 
 
+DEMO_SNAPSHOT_CLAIMS = 300
+DEMO_SNAPSHOT_AS_OF = "2026-01-31"
+
+
+def build_demo_snapshot() -> str:
+    """Rebuild petinsure_assets/demo_snapshot/: 300 demo claims as of 2026-01-31, one version."""
+    import shutil
+    import tempfile
+
+    from petinsure_assets.demo_data import generate as generate_demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Lake(root=tmp)
+        generate_demo(lake.layer("raw"), claims=DEMO_SNAPSHOT_CLAIMS, seed=42)
+        summary = run_refresh(lake.root, as_of=DEMO_SNAPSHOT_AS_OF, log_level="WARNING")
+        if not summary.success:
+            raise RuntimeError(summary.render())
+        source = snapshot_root(lake)
+        shutil.rmtree(DEMO_SNAPSHOT_DIR, ignore_errors=True)
+        shutil.copytree(source / "v" / summary.snapshot_version,
+                        DEMO_SNAPSHOT_DIR / "v" / summary.snapshot_version)
+        shutil.copy(source / "latest.json", DEMO_SNAPSHOT_DIR / "latest.json")
+        return summary.snapshot_version
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petinsure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="demo data size in claims (default 15,000)")
         p.add_argument("--seed", type=int, default=42)
     refresh.add_argument("--as-of", default="", help="gold as-of date YYYY-MM-DD (default today UTC)")
+    sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
     args = parser.parse_args(argv)
 
+    if args.command == "demo-snapshot":
+        print(f"demo snapshot {build_demo_snapshot()} written to {DEMO_SNAPSHOT_DIR}")
+        return 0
     lake = Lake(root=os.path.abspath(args.lake))
     if args.command == "generate" or raw_zone_is_empty(lake):
         from petinsure_assets.demo_data import generate as generate_demo

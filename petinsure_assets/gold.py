@@ -12,9 +12,12 @@ import pyarrow.dataset as pads
 from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
+from petinsure_assets.lake import TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
 from petinsure_assets.resources import ReportingDate
 
+# Gold commits carry the as-of date they were computed for (snapshots publish it).
+AS_OF_COMMIT_KEY = "petinsure.as_of"
 _CUSTOMER_VIEWS = ("policy_facts", "claim_facts", "pet_facts", "customer_metrics")
 _CUSTOMER_INPUTS = ("dim_customers", "dim_pets", "dim_policies", "fact_claims")
 
@@ -22,6 +25,7 @@ _CUSTOMER_INPUTS = ("dim_customers", "dim_pets", "dim_policies", "fact_claims")
 @dataclass(frozen=True)
 class GoldTable:
     name: str
+    key: tuple[str, ...]  # the primary key; exports and snapshots are ordered by it
     description: str
     silver: tuple[str, ...]
     views: tuple[str, ...]
@@ -31,6 +35,7 @@ class GoldTable:
 GOLD_TABLES: tuple[GoldTable, ...] = (
     GoldTable(
         "risk_scoring",
+        ("customer_id",),
         "Per customer, a 0-100 risk score = min(100, claim frequency (10 per claim in the last 12 "
         "months, max 40) + loss-ratio band (0/10/20/30 at 0.5/0.8/1.0) + oldest active pet age "
         "(15 if >= 10 y, 10 if >= 7 y) + 15 if an active pet has a pre-existing condition); "
@@ -40,6 +45,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
     GoldTable(
         "customer_360_view",
+        ("customer_id",),
         "One row per customer: pets, policies, annual premium (12 x monthly premium of active "
         "policies), premium earned (monthly premium x months in force), claims, loss ratio = paid "
         "on approved claims / premium earned, lifetime value = premium earned, value tier "
@@ -51,6 +57,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
     GoldTable(
         "claims_analytics",
+        ("claim_id",),
         "Every claim with customer, pet, plan and provider attributes, service month (YYYY-MM) "
         "and reimbursement rate = paid / claimed for approved (Approved or Paid) claims.",
         ("dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims"),
@@ -58,6 +65,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
     GoldTable(
         "monthly_kpis",
+        ("year_month",),
         "Per service month, first to last with no gaps: claims, approval rate = approved / "
         "(approved + denied), claimed, paid (approved claims), average claim, average processing "
         "days (decided claims), new customers, policies in force, premium earned (sum of monthly "
@@ -67,6 +75,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
     GoldTable(
         "provider_performance",
+        ("provider_id",),
         "Every provider, zero-claim ones included: claims, claimed, paid (approved claims), "
         "average claim, approval rate = approved / decided, average processing days, distinct "
         "customers, rating and network.",
@@ -75,6 +84,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
     GoldTable(
         "cross_sell_recommendations",
+        ("customer_id", "recommendation"),
         "One row per (customer, recommendation) that fires: Insure Additional Pet (active pet "
         "without an active policy; customer's average annual premium per pet), Wellness Add-on "
         "(wellness claims and active policies without wellness: 120 each), Dental Coverage "
@@ -113,7 +123,10 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
                 con.execute(sql_text(f"gold/views/{view}"))
             context.log.info(f"{spec.name}: computing as of {as_of}")
             yield dg.Output(
-                con.sql(sql_text(f"gold/{spec.name}")).to_arrow_reader(),
+                TableWrite(
+                    con.sql(sql_text(f"gold/{spec.name}")).to_arrow_reader(),
+                    commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat()},
+                ),
                 metadata={"as_of": as_of.isoformat()},
             )
 
@@ -122,3 +135,4 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
 
 
 gold_assets = [_gold_asset(spec) for spec in GOLD_TABLES]
+GOLD_BY_NAME = {spec.name: spec for spec in GOLD_TABLES}

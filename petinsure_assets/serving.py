@@ -14,15 +14,16 @@ import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
-from petinsure_assets.gold import GOLD_TABLES
+from petinsure_assets.gold import GOLD_TABLES, GoldTable
+from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, publish, snapshot_root
 from petinsure_assets.resources import LakeResource, column_schema, markdown_preview
 
-# Personal data that must never leave the lake through an export or a snapshot.
-PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of_birth"})
 EXPORT_FILE = "part-0.parquet"
 
 
-def _export_asset(table: str) -> dg.AssetsDefinition:
+def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
+    table = spec.name
+
     @dg.asset(
         key=["gold", "exports", table],
         ins={"source": dg.AssetIn(key=["gold", table])},
@@ -46,7 +47,9 @@ def _export_asset(table: str) -> dg.AssetsDefinition:
         temp = os.path.join(folder, f".{EXPORT_FILE}.{uuid.uuid4().hex}.tmp")
         with duckdb.get_connection() as con:
             con.register("t", source)
-            reader = con.sql("SELECT * FROM t").to_arrow_reader()
+            # Ordered by key: the same gold content gives the same bytes, so a snapshot of
+            # unchanged content is recognised as unchanged.
+            reader = con.sql(f"SELECT * FROM t ORDER BY {', '.join(spec.key)}").to_arrow_reader()
             rows = 0
             with pq.ParquetWriter(temp, reader.schema, compression="zstd") as writer:
                 for batch in reader:
@@ -69,4 +72,41 @@ def _export_asset(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-export_assets = [_export_asset(t.name) for t in GOLD_TABLES]
+export_assets = [_export_asset(t) for t in GOLD_TABLES]
+
+
+API_SNAPSHOT_KEY = dg.AssetKey(["gold", "api_snapshot"])
+
+
+class SnapshotConfig(dg.Config):
+    retention: int = DEFAULT_RETENTION
+
+
+@dg.asset(
+    key=API_SNAPSHOT_KEY,
+    deps=[dg.AssetKey(["gold", "exports", t.name]) for t in GOLD_TABLES],
+    group_name="serving",
+    kinds={"parquet", "json"},
+    owners=[OWNER],
+    description="Cache-warm snapshot for the claims API under gold/snapshots/: the gold exports, "
+    "pre-rendered JSON of the hot endpoints and a checksummed manifest; latest.json replaced last.",
+)
+def api_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake: LakeResource):
+    result = publish(lake.lake(), retention=config.retention)
+    context.log.info(
+        f"snapshot {result.version}: {result.reason}"
+        + (f"; pruned {', '.join(result.pruned)}" if result.pruned else "")
+    )
+    files = result.manifest["files"]
+    return dg.MaterializeResult(
+        metadata={
+            "version": result.version,
+            "published": result.published,
+            "reason": result.reason,
+            "as_of": str(result.manifest.get("as_of")),
+            "files": dg.MetadataValue.int(len(files)),
+            "bytes": dg.MetadataValue.int(sum(f["bytes"] for f in files.values())),
+            "pruned_versions": dg.MetadataValue.int(len(result.pruned)),
+            "path": dg.MetadataValue.path(str(snapshot_root(lake.lake()) / "v" / result.version)),
+        }
+    )

@@ -17,6 +17,7 @@ EXPECTED_KEYS = {
     *(f"gold/exports/{t}" for t in ("customer_360_view", "claims_analytics", "monthly_kpis",
                                      "cross_sell_recommendations", "provider_performance",
                                      "risk_scoring")),
+    "gold/api_snapshot",
 }
 
 
@@ -28,8 +29,8 @@ def test_every_asset_has_group_kinds_owner_and_description():
     assert keys == EXPECTED_KEYS
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        layer = key.path[0] if key.path[1] != "exports" else "serving"
-        assert node.group_name == ("serving" if key.path[1] == "exports" else layer), key
+        serving = key.path[1] in ("exports", "api_snapshot")
+        assert node.group_name == ("serving" if serving else key.path[0]), key
         assert node.kinds, key
         assert node.owners == ["team:data-engineering"], key
         assert node.description and len(node.description) > 20, key

@@ -1,0 +1,228 @@
+"""Publishing API snapshots: the contract with the claims API (DESIGN.md §5, "API snapshot").
+
+    gold/snapshots/v/<version>/<table>.parquet      one per gold table (the export, as it is)
+    gold/snapshots/v/<version>/summary.json         pre-rendered hot endpoints
+    gold/snapshots/v/<version>/kpis.json
+    gold/snapshots/v/<version>/segments.json
+    gold/snapshots/v/<version>/pipeline_status.json
+    gold/snapshots/v/<version>/manifest.json        schema version, version, created_at, as_of,
+                                                    Delta version of each source table, and
+                                                    sha256 / bytes / rows of every file
+    gold/snapshots/latest.json                      {"version", "manifest", "manifest_sha256"}
+
+A version folder is written completely before `latest.json` is replaced (write to a temporary
+name, then an atomic rename), so a reader that starts from `latest.json` sees one whole version.
+A version is never modified after it is published. Content identical to the current version
+publishes nothing. Old versions beyond `retention` are deleted, never the current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from petinsure_assets.gold import AS_OF_COMMIT_KEY
+from petinsure_assets.gold import GOLD_TABLES as GOLD_SPECS
+from petinsure_assets.lake import Lake
+from petinsure_assets.queries import prepare_session
+from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
+
+SNAPSHOT_DIR = "snapshots"
+DEFAULT_RETENTION = 5
+# Personal data that must never leave the lake through an export or a snapshot.
+PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of_birth"})
+GOLD_TABLES = tuple(spec.name for spec in GOLD_SPECS)
+PIPELINE_TABLES = {
+    "bronze": ("customers_raw", "pets_raw", "policies_raw", "claims_raw", "providers_raw"),
+    "silver": ("dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims",
+               "quarantine"),
+    "gold": GOLD_TABLES,
+}
+
+
+@dataclass
+class PublishResult:
+    published: bool
+    version: str
+    reason: str
+    manifest: dict[str, Any]
+    pruned: list[str]
+
+
+def snapshot_root(lake: Lake) -> Path:
+    return Path(lake.layer("gold")) / SNAPSHOT_DIR
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_json_bytes(document: Any) -> bytes:
+    return json.dumps(document, default=_json_default, sort_keys=True, indent=1).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
+                         counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The small JSON documents of the hot endpoints (seed 001 §9), from the gold tables
+    registered in `con` under their names."""
+    (summary,) = con.sql(
+        """
+        SELECT
+            (SELECT count(*) FROM customer_360_view) AS total_customers,
+            (SELECT CAST(coalesce(sum(total_pets), 0) AS BIGINT) FROM customer_360_view) AS total_pets,
+            (SELECT CAST(coalesce(sum(total_policies), 0) AS BIGINT) FROM customer_360_view) AS total_policies,
+            (SELECT CAST(coalesce(sum(active_policies), 0) AS BIGINT) FROM customer_360_view) AS active_policies,
+            (SELECT count(*) FROM claims_analytics) AS total_claims,
+            (SELECT coalesce(sum(claim_amount), 0) FROM claims_analytics) AS total_claimed,
+            (SELECT coalesce(sum(total_paid), 0) FROM customer_360_view) AS total_paid,
+            (SELECT coalesce(sum(premium_earned), 0) FROM customer_360_view) AS premium_earned,
+            (SELECT ratio(count(*) FILTER (WHERE status IN ('Approved', 'Paid')),
+                          count(*) FILTER (WHERE status IN ('Approved', 'Paid', 'Denied')))
+             FROM claims_analytics) AS approval_rate,
+            (SELECT div_round(sum(processing_days) FILTER (WHERE status IN ('Approved', 'Paid', 'Denied')),
+                              count(processing_days) FILTER (WHERE status IN ('Approved', 'Paid', 'Denied')), 2)
+             FROM claims_analytics) AS avg_processing_days,
+            (SELECT count(*) FROM cross_sell_recommendations) AS cross_sell_opportunities,
+            (SELECT coalesce(sum(estimated_revenue), 0) FROM cross_sell_recommendations)
+                AS cross_sell_revenue
+        """
+    ).to_arrow_table().to_pylist()
+    summary["loss_ratio"] = con.sql(
+        "SELECT ratio($paid, $premium)", params={"paid": summary["total_paid"],
+                                                  "premium": summary["premium_earned"]}
+    ).fetchall()[0][0]
+    summary["as_of"] = as_of
+    segments = {
+        dimension: con.sql(
+            f"SELECT {dimension} AS name, count(*) AS customers, "
+            f"coalesce(sum(lifetime_value), 0) AS lifetime_value "
+            f"FROM customer_360_view GROUP BY 1 ORDER BY 1 NULLS LAST"
+        ).to_arrow_table().to_pylist()
+        for dimension in ("segment", "value_tier", "risk_category")
+    }
+    kpis = con.sql("SELECT * FROM monthly_kpis ORDER BY year_month").to_arrow_table().to_pylist()
+    status = {
+        "layers": counts,
+        "quarantined": counts.get("silver", {}).get("quarantine", 0),
+    }
+    return {"summary": summary, "kpis": {"months": kpis}, "segments": segments,
+            "pipeline_status": status}
+
+
+def _versions(root: Path) -> list[str]:
+    folder = root / "v"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+
+
+def read_latest(root: Path) -> dict[str, Any] | None:
+    path = root / LATEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
+            now: datetime | None = None) -> PublishResult:
+    """Publish the current gold exports as a snapshot version, unless nothing changed."""
+    now = now or datetime.now(timezone.utc)
+    root = snapshot_root(lake)
+    files: dict[str, bytes] = {}
+    rows: dict[str, int] = {}
+    for table in GOLD_TABLES:
+        path = Path(lake.export_dir(table)) / "part-0.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"gold export {path} is missing: materialize the exports first")
+        leaked = PII_COLUMNS & set(pq.read_schema(path).names)
+        if leaked:
+            raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
+        files[f"{table}.parquet"] = path.read_bytes()
+        rows[f"{table}.parquet"] = pq.ParquetFile(path).metadata.num_rows
+
+    counts = {
+        layer: {t: int(lake.delta_table(lake.table_uri(layer, t)).count())
+                for t in tables if lake.exists(lake.table_uri(layer, t))}
+        for layer, tables in PIPELINE_TABLES.items()
+    }
+    sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
+               for t in GOLD_TABLES}
+    as_of = lake.delta_table(lake.table_uri("gold", "monthly_kpis")).history(1)[0].get(AS_OF_COMMIT_KEY)
+    con = duckdb.connect()
+    try:
+        prepare_session(con)
+        for table in GOLD_TABLES:
+            con.register(table, pq.read_table(Path(lake.export_dir(table)) / "part-0.parquet"))
+        documents = render_hot_endpoints(con, as_of, counts)
+    finally:
+        con.close()
+    for name, document in documents.items():
+        files[f"{name}.json"] = to_json_bytes(document)
+        rows[f"{name}.json"] = len(document["months"]) if name == "kpis" else 1
+
+    content = {name: _sha256(data) for name, data in sorted(files.items())}
+    fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
+    latest = read_latest(root)
+    current = None
+    if latest:
+        current = json.loads((root / latest["manifest"]).read_text())
+        if current.get("content_sha256") == fingerprint:
+            return PublishResult(False, latest["version"], "content unchanged", current, [])
+
+    version = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{fingerprint[:8]}"
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "version": version,
+        "created_at": now.isoformat(),
+        "as_of": as_of,
+        "content_sha256": fingerprint,
+        "source_tables": sources,
+        "files": {name: {"sha256": content[name], "bytes": len(files[name]), "rows": rows[name]}
+                  for name in sorted(files)},
+    }
+    staging = root / "v" / f".{version}.{uuid.uuid4().hex}.tmp"
+    staging.mkdir(parents=True)
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    manifest_bytes = to_json_bytes(manifest)
+    (staging / "manifest.json").write_bytes(manifest_bytes)
+    staging.rename(root / "v" / version)
+    _replace(root / LATEST, to_json_bytes({
+        "version": version,
+        "manifest": f"v/{version}/manifest.json",
+        "manifest_sha256": _sha256(manifest_bytes),
+    }))
+    return PublishResult(True, version, "published", manifest, prune(root, retention))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+def prune(root: Path, retention: int) -> list[str]:
+    """Delete versions beyond the newest `retention`; never the one latest.json names."""
+    latest = read_latest(root)
+    current = latest["version"] if latest else None
+    versions = _versions(root)
+    keep = set(versions[-max(retention, 1):]) | {current}
+    pruned = [v for v in versions if v not in keep]
+    for v in pruned:
+        shutil.rmtree(root / "v" / v, ignore_errors=True)
+    return pruned
