@@ -61,12 +61,24 @@ class RefreshSummary:
 
 
 def raw_zone_is_empty(lake: Lake) -> bool:
-    raw = Path(lake.layer("raw"))
-    return not raw.exists() or not any(p.is_file() for p in raw.rglob("*"))
+    return not any(lake.files.list(f"raw/{e.name}") for e in contracts.ENTITIES)
 
 
-def folder_bytes(path: str) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+def generate_into(lake: Lake, claims: int, seed: int) -> None:
+    """Write the demo raw zone into the lake (generated locally, then uploaded on Azure)."""
+    import tempfile
+
+    from petinsure_assets.demo_data import generate as generate_demo
+
+    print(f"generating demo raw data: {claims:,} claims into {lake.layer('raw')}")
+    if not lake.is_azure:
+        generate_demo(lake.layer("raw"), claims=claims, seed=seed)
+        return
+    with tempfile.TemporaryDirectory(prefix="petinsure-raw-") as tmp:
+        generate_demo(tmp, claims=claims, seed=seed)
+        for path in sorted(Path(tmp).rglob("*")):
+            if path.is_file():
+                lake.files.put_file(f"raw/{path.relative_to(tmp).as_posix()}", str(path))
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -78,7 +90,7 @@ def dagster_instance() -> dg.DagsterInstance:
 
 
 def run_refresh(
-    lake_root: str,
+    lake_root: str | None,
     *,
     as_of: str = "",
     instance: dg.DagsterInstance | None = None,
@@ -89,8 +101,11 @@ def run_refresh(
     the exports sensor would) and summarize what the lake holds after it."""
     from petinsure_assets.definitions import build_definitions
 
-    lake = Lake(root=os.path.abspath(lake_root))
-    defs = build_definitions(lake.root)
+    from petinsure_assets.resources import lake_resource_from_env
+
+    lake_root = os.path.abspath(lake_root) if lake_root else None
+    lake = lake_resource_from_env(lake_root, resolve=True).lake()  # None: from the environment
+    defs = build_definitions(lake_root)
     instance = instance or dg.DagsterInstance.ephemeral()
     start = time.perf_counter()
     results = []
@@ -117,7 +132,7 @@ def run_refresh(
             if e.is_step_failure
         ],
     )
-    latest = read_latest(snapshot_root(lake))
+    latest = read_latest(lake)
     summary.snapshot_version = latest["version"] if latest else None
     for layer, table in SUMMARY_TABLES:
         uri = lake.table_uri(layer, table)
@@ -126,7 +141,7 @@ def run_refresh(
     quarantine = lake.table_uri("silver", "quarantine")
     if lake.exists(quarantine):
         summary.quarantined = _quarantine_counts(lake, quarantine)
-    summary.lake_bytes = folder_bytes(lake.root)
+    summary.lake_bytes = lake.files.total_bytes()
     return summary
 
 
@@ -144,11 +159,9 @@ def build_demo_snapshot() -> str:
     import shutil
     import tempfile
 
-    from petinsure_assets.demo_data import generate as generate_demo
-
     with tempfile.TemporaryDirectory() as tmp:
         lake = Lake(root=tmp)
-        generate_demo(lake.layer("raw"), claims=DEMO_SNAPSHOT_CLAIMS, seed=42)
+        generate_into(lake, DEMO_SNAPSHOT_CLAIMS, 42)
         summary = run_refresh(lake.root, as_of=DEMO_SNAPSHOT_AS_OF, log_level="WARNING")
         if not summary.success:
             raise RuntimeError(summary.render())
@@ -167,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     refresh = sub.add_parser("refresh", help="generate demo data if raw/ is empty, then run refresh_all")
     generate = sub.add_parser("generate", help="write the demo raw landing zone")
     for p in (refresh, generate):
-        p.add_argument("--lake", default=os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT),
-                       help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT})")
+        p.add_argument("--lake", default=None,
+                       help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT}; "
+                       "with AZURE_STORAGE_ACCOUNT set and no --lake, the Azure account)")
         p.add_argument("--claims", type=int, default=DEFAULT_DEMO_CLAIMS,
                        help="demo data size in claims (default 15,000)")
         p.add_argument("--seed", type=int, default=42)
@@ -179,15 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo-snapshot":
         print(f"demo snapshot {build_demo_snapshot()} written to {DEMO_SNAPSHOT_DIR}")
         return 0
-    lake = Lake(root=os.path.abspath(args.lake))
-    if args.command == "generate" or raw_zone_is_empty(lake):
-        from petinsure_assets.demo_data import generate as generate_demo
+    from petinsure_assets.resources import lake_resource_from_env
+    from petinsure_assets.storage import StorageError
 
-        print(f"generating demo raw data: {args.claims:,} claims into {lake.layer('raw')}")
-        generate_demo(lake.layer("raw"), claims=args.claims, seed=args.seed)
-        if args.command == "generate":
-            return 0
-    summary = run_refresh(lake.root, as_of=args.as_of, instance=dagster_instance())
+    try:
+        lake = lake_resource_from_env(args.lake and os.path.abspath(args.lake), resolve=True).lake()
+        if lake.is_azure:
+            from petinsure_assets.azure import verify
+
+            verify(lake)
+        if args.command == "generate" or raw_zone_is_empty(lake):
+            generate_into(lake, args.claims, args.seed)
+            if args.command == "generate":
+                return 0
+    except StorageError as e:
+        print(f"petinsure: {e}", file=sys.stderr)
+        return 2
+    summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
+                          instance=dagster_instance())
     print(summary.render())
     return 0 if summary.success else 1
 

@@ -27,7 +27,6 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -76,7 +75,7 @@ def bronze_schema(entity: Entity) -> pa.Schema:
 
 @dataclass
 class RawFile:
-    path: str  # absolute path
+    path: str  # where the parser reads it: lake-relative, or a local copy while it is parsed
     source_file: str  # path relative to the lake root, e.g. raw/claims/claims.jsonl
     size_bytes: int
     modified_ns: int
@@ -133,25 +132,13 @@ def _sha256(path: str) -> str:
 
 def list_raw_files(lake: Lake, entity: Entity) -> list[RawFile]:
     """Files in raw/<entity>/, sorted by name; hidden and temporary (`.`, `_`) files ignored."""
-    folder = Path(lake.raw_dir(entity.name))
-    if not folder.is_dir():
-        return []
     files = []
-    with os.scandir(folder) as it:
-        for e in it:
-            if not e.is_file() or e.name.startswith((".", "_")):
-                continue
-            if not e.name.endswith((".csv", ".jsonl", ".json")):
-                continue
-            st = e.stat()
-            files.append(
-                RawFile(
-                    path=e.path,
-                    source_file=f"raw/{entity.name}/{e.name}",
-                    size_bytes=st.st_size,
-                    modified_ns=st.st_mtime_ns,
-                )
-            )
+    for info in lake.files.list(f"raw/{entity.name}"):
+        name = info.path.rsplit("/", 1)[-1]
+        if name.startswith((".", "_")) or not name.endswith((".csv", ".jsonl", ".json")):
+            continue
+        files.append(RawFile(path=info.path, source_file=info.path, size_bytes=info.size_bytes,
+                             modified_ns=info.modified_ns))
     return sorted(files, key=lambda f: f.source_file)
 
 
@@ -222,7 +209,8 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> tuple[list[RawFile], lis
         seen = ledger.get(f.source_file)
         if seen and seen["size_bytes"] == f.size_bytes and seen["modified_ns"] == f.modified_ns:
             continue
-        f.sha256 = _sha256(f.path)
+        with lake.files.local_copy(f.source_file) as local:
+            f.sha256 = _sha256(local)
         if seen and seen["sha256"] == f.sha256:
             touched.append(f)
         else:
@@ -236,7 +224,8 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> tuple[list[RawFile], lis
 class _Parser:
     """Turns raw files of one entity into Arrow batches with the bronze schema."""
 
-    def __init__(self, entity: Entity, batch_id: str, ingested_at: datetime):
+    def __init__(self, lake: Lake, entity: Entity, batch_id: str, ingested_at: datetime):
+        self.lake = lake
         self.entity = entity
         self.schema = bronze_schema(entity)
         self.batch_id = batch_id
@@ -338,7 +327,7 @@ class _Parser:
             chunk = files[start : start + REALTIME_FILES_PER_BATCH]
             texts, errors = [], []
             for f in chunk:
-                data = Path(f.path).read_bytes()
+                data = self.lake.files.read_bytes(f.source_file)
                 try:
                     texts.append(data.decode("utf-8"))
                     errors.append(None)
@@ -485,7 +474,7 @@ def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> Table
         return None
 
     log(f"{entity.name}: ingesting {len(todo)} new or changed file(s)")
-    parser = _Parser(entity, batch_id, datetime.now(timezone.utc))
+    parser = _Parser(lake, entity, batch_id, datetime.now(timezone.utc))
     outcomes: list[FileOutcome] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -523,28 +512,36 @@ def _count(outcome: FileOutcome, t: pa.Table) -> None:
     outcome.bad_rows += t.num_rows - t.column("_parse_error").null_count
 
 
+def _parse_batch_file(parser: "_Parser", f: RawFile, outcomes: list[FileOutcome],
+                      log: Log) -> Iterator[pa.RecordBatch]:
+    entity = parser.entity.name
+    outcome = FileOutcome(f, "ingested")
+    outcomes.append(outcome)
+    last_line = 0
+    try:
+        for t in parser.jsonl(f) if f.source_file.endswith(".jsonl") else parser.csv(f):
+            _count(outcome, t)
+            last_line = max(last_line, pa.compute.max(t.column("_source_line")).as_py() or 0)
+            yield from t.to_batches()
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError) as e:
+        outcome.status, outcome.error = "failed", f"{type(e).__name__}: {e}"[:1000]
+        log(f"{entity}: {f.source_file} could not be parsed after line {last_line} "
+            f"({outcome.error}); the lines after it are kept as malformed records")
+        for t in parser.unreadable(f, e, after_line=last_line):
+            _count(outcome, t)
+            yield from t.to_batches()
+    log(f"{entity}: {f.source_file}: {outcome.rows} rows"
+        + (f", {outcome.bad_rows} malformed" if outcome.bad_rows else ""))
+
+
 def _parse_all(parser: "_Parser", todo: list[RawFile], outcomes: list[FileOutcome],
                log: Log) -> Iterator[pa.RecordBatch]:
     entity = parser.entity.name
     realtime = [f for f in todo if f.source_file.endswith(".json")]
     for f in (f for f in todo if not f.source_file.endswith(".json")):
-        outcome = FileOutcome(f, "ingested")
-        outcomes.append(outcome)
-        last_line = 0
-        try:
-            for t in parser.jsonl(f) if f.source_file.endswith(".jsonl") else parser.csv(f):
-                _count(outcome, t)
-                last_line = max(last_line, pa.compute.max(t.column("_source_line")).as_py() or 0)
-                yield from t.to_batches()
-        except (pa.ArrowInvalid, ValueError, UnicodeDecodeError) as e:
-            outcome.status, outcome.error = "failed", f"{type(e).__name__}: {e}"[:1000]
-            log(f"{entity}: {f.source_file} could not be parsed after line {last_line} "
-                f"({outcome.error}); the lines after it are kept as malformed records")
-            for t in parser.unreadable(f, e, after_line=last_line):
-                _count(outcome, t)
-                yield from t.to_batches()
-        log(f"{entity}: {f.source_file}: {outcome.rows} rows"
-            + (f", {outcome.bad_rows} malformed" if outcome.bad_rows else ""))
+        with parser.lake.files.local_copy(f.source_file) as local:
+            yield from _parse_batch_file(parser, RawFile(local, f.source_file, f.size_bytes,
+                                                         f.modified_ns, f.sha256), outcomes, log)
     if realtime:
         by_file = {f.source_file: FileOutcome(f, "ingested") for f in realtime}
         outcomes.extend(by_file.values())

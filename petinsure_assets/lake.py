@@ -7,6 +7,11 @@ Layout (DESIGN.md §3): the lake root's top folders are the storage account's co
     <root>/silver/<table>                    Delta tables, rebuilt from all of bronze
     <root>/gold/<table>                      Delta tables
     <root>/gold/exports/<table>/             plain Parquet (no Delta log) for outside readers
+    <root>/gold/snapshots/                   API snapshots
+
+On Azure the four layers are containers of the storage account and tables are `az://<container>/
+<table>` (the same as `abfss://<container>@<account>.dfs.core.windows.net/<table>`); files (raw,
+exports, snapshots) go through `storage.py`.
 
 Reading Delta: always through DuckDB over `DeltaTable.to_pyarrow_dataset()` (or handing the dataset
 to DuckDB in the caller). `DeltaTable.to_pyarrow_table()` and `dataset.to_table()` abort the
@@ -26,9 +31,12 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 
+from petinsure_assets.storage import LocalFiles, delta_transient, with_retries
+
 LAYERS = ("raw", "bronze", "silver", "gold")
 LAKE_ROOT_ENV = "PETINSURE_LAKE_ROOT"
 DEFAULT_LAKE_ROOT = "./lake"
+EXPORT_FILE = "part-0.parquet"
 
 # Parquet files of a sensible size for Spark/Databricks readers; zstd like Databricks' default.
 TARGET_FILE_SIZE = 256 * 1024 * 1024
@@ -51,36 +59,54 @@ class TableWrite:
 
 @dataclass(frozen=True)
 class Lake:
-    """A lake root and the paths of everything in it."""
+    """A lake and the paths of everything in it: a local folder (`Lake(root=...)`), or an Azure
+    storage account (`Lake.azure(...)`, one container per layer)."""
 
     root: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    files: Any = None  # storage.LocalFiles | storage.AzureFiles
+    containers: dict[str, str] | None = None  # Azure: layer -> container
+
+    def __post_init__(self):
+        if self.files is None:
+            object.__setattr__(self, "files", LocalFiles(self.root))
 
     @classmethod
     def from_env(cls) -> "Lake":
         return cls(root=str(Path(os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT)).resolve()))
 
+    @property
+    def is_azure(self) -> bool:
+        return self.containers is not None
+
     def layer(self, layer: str) -> str:
+        """The layer's location: a folder, or `az://<container>` on Azure."""
         if layer not in LAYERS:
             raise ValueError(f"unknown lake layer {layer!r}; expected one of {LAYERS}")
-        return f"{self.root}/{layer}"
-
-    def raw_dir(self, entity: str) -> str:
-        return f"{self.layer('raw')}/{entity}"
+        return f"az://{self.containers[layer]}" if self.is_azure else f"{self.root}/{layer}"
 
     def table_uri(self, layer: str, table: str) -> str:
         return f"{self.layer(layer)}/{table}"
 
-    def export_dir(self, table: str) -> str:
-        return f"{self.layer('gold')}/exports/{table}"
+    def export_path(self, table: str) -> str:
+        """Lake-relative path of a gold table's Parquet export."""
+        return f"gold/exports/{table}/{EXPORT_FILE}"
+
+    def describe(self) -> str:
+        return self.files.describe()
 
     # ---- Delta -------------------------------------------------------------------------------
 
+    def _delta(self, what: str, fn):
+        return with_retries(what, fn, transient=delta_transient)
+
     def exists(self, uri: str) -> bool:
-        return DeltaTable.is_deltatable(uri, storage_options=self.storage_options or None)
+        return self._delta(f"opening {uri}", lambda: DeltaTable.is_deltatable(
+            uri, storage_options=self.storage_options or None))
 
     def delta_table(self, uri: str) -> DeltaTable:
-        return DeltaTable(uri, storage_options=self.storage_options or None)
+        return self._delta(f"opening {uri}", lambda: DeltaTable(
+            uri, storage_options=self.storage_options or None))
 
     def dataset(self, uri: str) -> pads.Dataset:
         """A lazy Arrow dataset over the table's current version, for DuckDB to scan."""
@@ -94,20 +120,29 @@ class Lake:
         mode: str,
         commit_metadata: dict[str, str] | None = None,
     ) -> int:
-        """Write Arrow data (table or record-batch stream) as one Delta commit; returns the version."""
-        write_deltalake(
-            uri,
-            data,
-            mode=mode,
-            schema_mode="overwrite" if mode == "overwrite" else "merge",
-            storage_options=self.storage_options or None,
-            target_file_size=TARGET_FILE_SIZE,
-            writer_properties=WRITER_PROPERTIES,
-            commit_properties=CommitProperties(custom_metadata=commit_metadata)
-            if commit_metadata
-            else None,
-        )
-        return self.delta_table(uri).version()
+        """Write Arrow data (table or record-batch stream) as one Delta commit; returns the version.
+
+        A commit is atomic: a write that fails leaves the table as it was. Only a whole table
+        (not a stream, which cannot be replayed) is retried after a transient failure."""
+
+        def run():
+            write_deltalake(
+                uri,
+                data,
+                mode=mode,
+                schema_mode="overwrite" if mode == "overwrite" else "merge",
+                storage_options=self.storage_options or None,
+                target_file_size=TARGET_FILE_SIZE,
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=CommitProperties(custom_metadata=commit_metadata)
+                if commit_metadata
+                else None,
+            )
+            return DeltaTable(uri, storage_options=self.storage_options or None).version()
+
+        if isinstance(data, pa.Table):
+            return self._delta(f"writing {uri}", run)
+        return with_retries(f"writing {uri}", run, transient=delta_transient, attempts=1)
 
     def read(self, uri: str, sql: str = "SELECT * FROM t") -> pa.Table:
         """Read a Delta table (or a query over it, the table being `t`) into Arrow via DuckDB."""

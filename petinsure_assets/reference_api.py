@@ -4,7 +4,9 @@ end to end; the production claims API embeds the same client.
 
     uvicorn petinsure_assets.reference_api:app --port 8000      (or: make api)
 
-Environment: PETINSURE_SNAPSHOT_DIR (default ./lake/gold/snapshots), DATA_CACHE_TTL (seconds,
+Environment: PETINSURE_SNAPSHOT_DIR (default ./lake/gold/snapshots), or AZURE_STORAGE_ACCOUNT +
+AZURE_STORAGE_SAS_TOKEN (read-only) [+ AZURE_GOLD_CONTAINER, AZURE_STORAGE_BLOB_ENDPOINT] to read
+the gold container of the storage account; DATA_CACHE_TTL (seconds,
 default 300), USE_LIVE_DATA (default true; false serves the bundled demo snapshot),
 PETINSURE_ADMIN_TOKEN (required by PUT /api/v1/data-source/toggle; unset = toggle disabled).
 """
@@ -21,7 +23,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
-from petinsure_assets.snapshot_client import LocalStore, Snapshot, SnapshotClient
+from petinsure_assets.snapshot_client import AzureBlobStore, LocalStore, Snapshot, SnapshotClient
 
 MAX_PAGE = 1000
 
@@ -45,10 +47,10 @@ def _page(table: pa.Table, filters: dict[str, Any], limit: int, offset: int) -> 
 
 def create_app(client: SnapshotClient | None = None, admin_token: str | None = None) -> FastAPI:
     if client is None:
+        store = (AzureBlobStore.from_env() if os.environ.get("AZURE_STORAGE_SAS_TOKEN")
+                 else LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR", "./lake/gold/snapshots")))
         client = SnapshotClient(
-            LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR", "./lake/gold/snapshots")),
-            use_live=os.environ.get("USE_LIVE_DATA", "true").lower() in ("1", "true", "yes"),
-        )
+            store, use_live=os.environ.get("USE_LIVE_DATA", "true").lower() in ("1", "true", "yes"))
     admin_token = admin_token if admin_token is not None else os.environ.get("PETINSURE_ADMIN_TOKEN", "")
     app = FastAPI(title="PetInsure360 reference claims API",
                   description="Insight endpoints served from the gold API snapshots.")

@@ -15,7 +15,10 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as pads
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from dagster_azure.adls2 import ADLS2DefaultAzureCredential, ADLS2Key, ADLS2SASToken
+from pydantic import Field, PrivateAttr
+
+from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake, TableWrite
 
@@ -24,15 +27,44 @@ ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The lake root: a local folder whose top folders are raw, bronze, silver and gold."""
+    """Where the lake lives: a local folder whose top folders are raw, bronze, silver and gold
+    (the default), or, when `storage_account` is set, an ADLS Gen2 account with one container
+    per layer."""
 
     root: str = Field(
         default=DEFAULT_LAKE_ROOT,
         description=f"Lake root folder (environment: {LAKE_ROOT_ENV}).",
     )
+    storage_account: str = Field(default="", description="ADLS Gen2 account; empty = local folder.")
+    credential: Credential = Field(
+        default_factory=lambda: ADLS2DefaultAzureCredential(kwargs={}), discriminator="credential_type",
+        description="SAS token, account key, service principal or DefaultAzureCredential.")
+    blob_endpoint: str = Field(default="", description="Blob endpoint (Azurite, sovereign clouds); "
+                               "empty = https://<account>.blob.core.windows.net")
+    raw_container: str = "raw"
+    bronze_container: str = "bronze"
+    silver_container: str = "silver"
+    gold_container: str = "gold"
+    _lake: Lake | None = PrivateAttr(default=None)
 
     def lake(self) -> Lake:
-        return Lake(root=os.path.abspath(self.root))
+        if self._lake is None:
+            if self.storage_account:
+                self._lake = azure_lake(
+                    self.storage_account,
+                    self.credential,
+                    endpoint=self.blob_endpoint,
+                    containers={"raw": self.raw_container, "bronze": self.bronze_container,
+                                "silver": self.silver_container, "gold": self.gold_container},
+                )
+            else:
+                self._lake = Lake(root=os.path.abspath(self.root))
+        return self._lake
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """On Azure, check the containers and the credential before any step runs."""
+        if self.storage_account:
+            verify(self.lake())
 
 
 class ReportingDate(dg.ConfigurableResource):
@@ -140,9 +172,48 @@ class AlertWebhook(dg.ConfigurableResource):
             context.log.warning(f"alert could not be delivered to the webhook: {reason}")
 
 
+AZURE_ENV = {
+    "account": "AZURE_STORAGE_ACCOUNT",
+    "sas": "AZURE_STORAGE_SAS_TOKEN",
+    "key": "AZURE_STORAGE_KEY",
+    "client_id": "AZURE_CLIENT_ID",
+    "client_secret": "AZURE_CLIENT_SECRET",
+    "tenant_id": "AZURE_TENANT_ID",
+    "endpoint": "AZURE_STORAGE_BLOB_ENDPOINT",
+}
+
+
+def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = False) -> LakeResource:
+    """The embedded default (a local folder) unless AZURE_STORAGE_ACCOUNT is set; then the
+    credential from the first of: SAS token, account key, service principal, else
+    DefaultAzureCredential. Secrets stay `EnvVar`s (never in the UI or the run config), unless
+    `resolve` (for use outside Dagster, e.g. the command line)."""
+    env = os.environ
+
+    def var(name: str):
+        return env[name] if resolve else dg.EnvVar(name)
+
+    if lake_root or not env.get(AZURE_ENV["account"]):
+        return LakeResource(root=lake_root or env.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT))
+    if env.get(AZURE_ENV["sas"]):
+        credential = ADLS2SASToken(token=var(AZURE_ENV["sas"]))
+    elif env.get(AZURE_ENV["key"]):
+        credential = ADLS2Key(key=var(AZURE_ENV["key"]))
+    elif env.get(AZURE_ENV["client_secret"]):
+        credential = ServicePrincipal(client_id=var(AZURE_ENV["client_id"]),
+                                      client_secret=var(AZURE_ENV["client_secret"]),
+                                      tenant_id=var(AZURE_ENV["tenant_id"]))
+    else:
+        credential = ADLS2DefaultAzureCredential(kwargs={})
+    containers = {f"{layer}_container": env.get(f"AZURE_{layer.upper()}_CONTAINER", layer)
+                  for layer in ("raw", "bronze", "silver", "gold")}
+    return LakeResource(storage_account=var(AZURE_ENV["account"]), credential=credential,
+                        blob_endpoint=env.get(AZURE_ENV["endpoint"], ""), **containers)
+
+
 def build_resources(lake_root: str | None = None) -> dict[str, Any]:
-    """The resources of the code location; the lake root from the argument, else the environment."""
-    lake = LakeResource(root=lake_root or os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT))
+    """The resources of the code location; the lake from the argument, else the environment."""
+    lake = lake_resource_from_env(lake_root)
     return {
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake),

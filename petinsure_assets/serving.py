@@ -1,12 +1,12 @@
 """Serving: plain Parquet exports of every gold table (no Delta log), for readers outside Spark.
 
-`gold/exports/<table>/part-0.parquet` is replaced whole: written beside it under a temporary name
-and renamed over it, so a reader sees the old file or the new one, never half of one.
+`gold/exports/<table>/part-0.parquet` is replaced whole (a rename locally, one blob upload on
+Azure), so a reader sees the old file or the new one, never half of one.
 """
 
 
 import os
-import uuid
+import tempfile
 
 import dagster as dg
 import pyarrow.dataset as pads
@@ -15,10 +15,10 @@ from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES, GoldTable
-from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, publish, snapshot_root
+from petinsure_assets.lake import EXPORT_FILE
+from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, SNAPSHOT_PREFIX, publish
 from petinsure_assets.resources import LakeResource, column_schema, markdown_preview
 
-EXPORT_FILE = "part-0.parquet"
 
 
 def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
@@ -41,28 +41,29 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
         leaked = PII_COLUMNS & set(source.schema.names)
         if leaked:
             raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
-        folder = lake.lake().export_dir(table)
-        os.makedirs(folder, exist_ok=True)
-        final = os.path.join(folder, EXPORT_FILE)
-        temp = os.path.join(folder, f".{EXPORT_FILE}.{uuid.uuid4().hex}.tmp")
-        with duckdb.get_connection() as con:
+        the_lake = lake.lake()
+        final = the_lake.export_path(table)
+        with tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp, \
+                duckdb.get_connection() as con:
+            local = os.path.join(tmp, EXPORT_FILE)
             con.register("t", source)
             # Ordered by key: the same gold content gives the same bytes, so a snapshot of
             # unchanged content is recognised as unchanged.
             reader = con.sql(f"SELECT * FROM t ORDER BY {', '.join(spec.key)}").to_arrow_reader()
             rows = 0
-            with pq.ParquetWriter(temp, reader.schema, compression="zstd") as writer:
+            with pq.ParquetWriter(local, reader.schema, compression="zstd") as writer:
                 for batch in reader:
                     writer.write_batch(batch)
                     rows += batch.num_rows
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
-        os.replace(temp, final)
+            size = os.path.getsize(local)
+            the_lake.files.put_file(final, local)  # replaces the old export whole
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "path": dg.MetadataValue.path(final),
-                "bytes": os.path.getsize(final),
+                "bytes": size,
                 "dagster/column_schema": column_schema(reader.schema),
                 "preview": dg.MetadataValue.md(markdown_preview(preview)),
             }
@@ -107,6 +108,6 @@ def api_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake
             "files": dg.MetadataValue.int(len(files)),
             "bytes": dg.MetadataValue.int(sum(f["bytes"] for f in files.values())),
             "pruned_versions": dg.MetadataValue.int(len(result.pruned)),
-            "path": dg.MetadataValue.path(str(snapshot_root(lake.lake()) / "v" / result.version)),
+            "path": dg.MetadataValue.path(f"{SNAPSHOT_PREFIX}/v/{result.version}"),
         }
     )

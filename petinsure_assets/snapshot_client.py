@@ -64,6 +64,40 @@ class LocalStore:
         return f"local folder {self.root}"
 
 
+class AzureBlobStore:
+    """Snapshots in the `gold` container of an Azure storage account, read with a read-only
+    container SAS (seed 000: `az storage container generate-sas --permissions r`). Needs the
+    azure-storage-blob package. Errors never carry the SAS."""
+
+    def __init__(self, account: str, sas_token: str, *, container: str = "gold",
+                 prefix: str = "snapshots", endpoint: str = ""):
+        from azure.storage.blob import ContainerClient
+
+        url = endpoint.rstrip("/") if endpoint else f"https://{account}.blob.core.windows.net"
+        self.account, self.container, self.prefix = account, container, prefix.strip("/")
+        self._client = ContainerClient(url, container, credential=sas_token.lstrip("?"),
+                                       retry_total=1, connection_timeout=10)
+
+    @classmethod
+    def from_env(cls) -> "AzureBlobStore":
+        """AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_SAS_TOKEN, AZURE_GOLD_CONTAINER (default gold),
+        AZURE_STORAGE_BLOB_ENDPOINT (optional)."""
+        return cls(os.environ["AZURE_STORAGE_ACCOUNT"], os.environ["AZURE_STORAGE_SAS_TOKEN"],
+                   container=os.environ.get("AZURE_GOLD_CONTAINER", "gold"),
+                   endpoint=os.environ.get("AZURE_STORAGE_BLOB_ENDPOINT", ""))
+
+    def read(self, path: str) -> bytes:
+        name = f"{self.prefix}/{path}" if self.prefix else path
+        try:
+            return self._client.download_blob(name).readall()
+        except Exception as e:  # the SDK's message can hold the signed URL: not passed on
+            code = getattr(e, "error_code", None) or getattr(e, "status_code", None) or ""
+            raise SnapshotError(f"cannot read {self.container}/{name}: {type(e).__name__} {code}".rstrip()) from None
+
+    def describe(self) -> str:
+        return f"container {self.container} of storage account {self.account}"
+
+
 @dataclass
 class Snapshot:
     version: str

@@ -10,8 +10,9 @@
                                                     sha256 / bytes / rows of every file
     gold/snapshots/latest.json                      {"version", "manifest", "manifest_sha256"}
 
-A version folder is written completely before `latest.json` is replaced (write to a temporary
-name, then an atomic rename), so a reader that starts from `latest.json` sees one whole version.
+A version folder is written completely before `latest.json` is replaced (atomically: a rename
+locally, one blob upload on Azure), so a reader that starts from `latest.json` sees one whole
+version.
 A version is never modified after it is published. Content identical to the current version
 publishes nothing. Old versions beyond `retention` are deleted, never the current one.
 """
@@ -20,9 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from petinsure_assets.gold import AS_OF_COMMIT_KEY
@@ -60,7 +59,11 @@ class PublishResult:
     pruned: list[str]
 
 
+SNAPSHOT_PREFIX = f"gold/{SNAPSHOT_DIR}"
+
+
 def snapshot_root(lake: Lake) -> Path:
+    """The snapshot folder of a local lake (what a `LocalStore` reads)."""
     return Path(lake.layer("gold")) / SNAPSHOT_DIR
 
 
@@ -128,37 +131,39 @@ def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
             "pipeline_status": status}
 
 
-def _versions(root: Path) -> list[str]:
-    folder = root / "v"
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+def read_latest(lake: Lake) -> dict[str, Any] | None:
+    path = f"{SNAPSHOT_PREFIX}/{LATEST}"
+    return json.loads(lake.files.read_bytes(path)) if lake.files.exists(path) else None
 
 
-def read_latest(root: Path) -> dict[str, Any] | None:
-    path = root / LATEST
-    return json.loads(path.read_text()) if path.exists() else None
+def _parquet(data: bytes):
+    # Single-threaded from memory: see snapshot_client.load_snapshot.
+    return pq.read_table(pa.BufferReader(data), use_threads=False)
 
 
 def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
             now: datetime | None = None) -> PublishResult:
     """Publish the current gold exports as a snapshot version, unless nothing changed."""
     now = now or datetime.now(timezone.utc)
-    root = snapshot_root(lake)
     files: dict[str, bytes] = {}
     rows: dict[str, int] = {}
+    tables = {}
     for table in GOLD_TABLES:
-        path = Path(lake.export_dir(table)) / "part-0.parquet"
-        if not path.exists():
+        path = lake.export_path(table)
+        if not lake.files.exists(path):
             raise FileNotFoundError(f"gold export {path} is missing: materialize the exports first")
-        leaked = PII_COLUMNS & set(pq.read_schema(path).names)
+        data = lake.files.read_bytes(path)
+        tables[table] = _parquet(data)
+        leaked = PII_COLUMNS & set(tables[table].schema.names)
         if leaked:
             raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
-        files[f"{table}.parquet"] = path.read_bytes()
-        rows[f"{table}.parquet"] = pq.ParquetFile(path).metadata.num_rows
+        files[f"{table}.parquet"] = data
+        rows[f"{table}.parquet"] = tables[table].num_rows
 
     counts = {
         layer: {t: int(lake.delta_table(lake.table_uri(layer, t)).count())
-                for t in tables if lake.exists(lake.table_uri(layer, t))}
-        for layer, tables in PIPELINE_TABLES.items()
+                for t in names if lake.exists(lake.table_uri(layer, t))}
+        for layer, names in PIPELINE_TABLES.items()
     }
     sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
                for t in GOLD_TABLES}
@@ -166,8 +171,8 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
     con = duckdb.connect()
     try:
         prepare_session(con)
-        for table in GOLD_TABLES:
-            con.register(table, pq.read_table(Path(lake.export_dir(table)) / "part-0.parquet"))
+        for table, arrow in tables.items():
+            con.register(table, arrow)
         documents = render_hot_endpoints(con, as_of, counts)
     finally:
         con.close()
@@ -177,10 +182,9 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
 
     content = {name: _sha256(data) for name, data in sorted(files.items())}
     fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
-    latest = read_latest(root)
-    current = None
+    latest = read_latest(lake)
     if latest:
-        current = json.loads((root / latest["manifest"]).read_text())
+        current = json.loads(lake.files.read_bytes(f"{SNAPSHOT_PREFIX}/{latest['manifest']}"))
         if current.get("content_sha256") == fingerprint:
             return PublishResult(False, latest["version"], "content unchanged", current, [])
 
@@ -195,34 +199,27 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
         "files": {name: {"sha256": content[name], "bytes": len(files[name]), "rows": rows[name]}
                   for name in sorted(files)},
     }
-    staging = root / "v" / f".{version}.{uuid.uuid4().hex}.tmp"
-    staging.mkdir(parents=True)
+    # The version's files first; nobody reads them until latest.json names the version.
+    folder = f"{SNAPSHOT_PREFIX}/v/{version}"
     for name, data in files.items():
-        (staging / name).write_bytes(data)
+        lake.files.write_bytes(f"{folder}/{name}", data)
     manifest_bytes = to_json_bytes(manifest)
-    (staging / "manifest.json").write_bytes(manifest_bytes)
-    staging.rename(root / "v" / version)
-    _replace(root / LATEST, to_json_bytes({
+    lake.files.write_bytes(f"{folder}/manifest.json", manifest_bytes)
+    lake.files.write_bytes(f"{SNAPSHOT_PREFIX}/{LATEST}", to_json_bytes({
         "version": version,
         "manifest": f"v/{version}/manifest.json",
         "manifest_sha256": _sha256(manifest_bytes),
     }))
-    return PublishResult(True, version, "published", manifest, prune(root, retention))
+    return PublishResult(True, version, "published", manifest, prune(lake, retention))
 
 
-def _replace(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
-def prune(root: Path, retention: int) -> list[str]:
+def prune(lake: Lake, retention: int) -> list[str]:
     """Delete versions beyond the newest `retention`; never the one latest.json names."""
-    latest = read_latest(root)
+    latest = read_latest(lake)
     current = latest["version"] if latest else None
-    versions = _versions(root)
+    versions = lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")
     keep = set(versions[-max(retention, 1):]) | {current}
     pruned = [v for v in versions if v not in keep]
     for v in pruned:
-        shutil.rmtree(root / "v" / v, ignore_errors=True)
+        lake.files.delete_prefix(f"{SNAPSHOT_PREFIX}/v/{v}")
     return pruned

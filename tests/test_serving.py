@@ -133,7 +133,7 @@ def test_exports_sensor_requests_one_snapshot_per_refresh(lake: LakeFixture):
 
 def test_snapshot_layout_manifest_and_no_personal_data(served: LakeFixture):
     root = snapshot_root(served.lake)
-    latest = read_latest(root)
+    latest = read_latest(served.lake)
     manifest = json.loads((root / latest["manifest"]).read_text())
     assert manifest["schema_version"] == 1 and manifest["version"] == latest["version"]
     assert manifest["as_of"] == AS_OF
@@ -161,21 +161,21 @@ def test_unchanged_content_publishes_nothing_and_old_versions_are_pruned(served:
     shutil.copytree(served.root, copy)
     lake = Lake(root=str(copy))
     root = snapshot_root(lake)
-    before = read_latest(root)["version"]
+    before = read_latest(lake)["version"]
     again = publish(lake)
     assert not again.published and again.reason == "content unchanged"
-    assert read_latest(root)["version"] == before
+    assert read_latest(lake)["version"] == before
 
     versions = [before]
     for n in range(3):  # three real changes: the claims export loses a row each time
-        path = Path(lake.export_dir("claims_analytics")) / "part-0.parquet"
+        path = Path(lake.root) / lake.export_path("claims_analytics")
         table = pq.read_table(path)
         pq.write_table(table.slice(0, table.num_rows - 1), path)
         result = publish(lake, retention=2)
         assert result.published
         versions.append(result.version)
     assert sorted(p.name for p in (root / "v").iterdir()) == versions[-2:]
-    assert read_latest(root)["version"] == versions[-1]
+    assert read_latest(lake)["version"] == versions[-1]
 
 
 def test_reader_polling_while_publishing_never_sees_a_mix(served: LakeFixture, tmp_path: Path):
@@ -183,7 +183,7 @@ def test_reader_polling_while_publishing_never_sees_a_mix(served: LakeFixture, t
     shutil.copytree(served.root, copy)
     lake = Lake(root=str(copy))
     store = LocalStore(snapshot_root(lake))
-    export = Path(lake.export_dir("claims_analytics")) / "part-0.parquet"
+    export = Path(lake.root) / lake.export_path("claims_analytics")
     full = pq.read_table(export)
     stop = threading.Event()
     seen: list[tuple[str, int, int]] = []
@@ -222,7 +222,7 @@ def test_corrupted_file_is_rejected_and_the_last_good_version_kept(served: LakeF
     good = client.snapshot()
     assert good.source == "live"
 
-    path = Path(lake.export_dir("monthly_kpis")) / "part-0.parquet"
+    path = Path(lake.root) / lake.export_path("monthly_kpis")
     table = pq.read_table(path)
     pq.write_table(table.slice(0, 1), path)
     bad = publish(lake)
