@@ -19,8 +19,9 @@ from petinsure_assets.lake import LAYERS, Lake
 from petinsure_assets.storage import AzureFiles, LakeConfigError, register_secret
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
-# Per call, on top of our own bounded retries (storage.with_retries).
-SDK_RETRIES = 2
+# The SDK's own retry (by default 15 s, then 45 s ... between tries) is cut to one quick retry:
+# storage.with_retries adds the bounded exponential backoff on top.
+SDK_RETRY_BACKOFF_SECONDS = 0.5
 CONNECT_TIMEOUT_SECONDS = 10
 
 
@@ -44,10 +45,11 @@ def _blob_url(account: str, endpoint: str) -> str:
 def azure_lake(account: str, credential: Credential, *, endpoint: str = "",
                containers: dict[str, str] | None = None) -> Lake:
     """A Lake in `account`, one container per layer (default: the layer's name)."""
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobServiceClient, LinearRetry
 
     containers = {layer: (containers or {}).get(layer) or layer for layer in LAYERS}
-    options: dict[str, str] = {"account_name": account}
+    # delta-rs (object_store) retries: one quick retry per call, like the blob client.
+    options: dict[str, str] = {"account_name": account, "max_retries": "1", "retry_timeout": "30s"}
     if isinstance(credential, ADLS2SASToken):
         token = credential.token.lstrip("?")
         register_secret(token)
@@ -77,9 +79,16 @@ def azure_lake(account: str, credential: Credential, *, endpoint: str = "",
         if urlparse(endpoint).scheme == "http":
             options["allow_http"] = "true"
     service = BlobServiceClient(_blob_url(account, endpoint), credential=blob_credential,
-                                retry_total=SDK_RETRIES, connection_timeout=CONNECT_TIMEOUT_SECONDS)
+                                connection_timeout=CONNECT_TIMEOUT_SECONDS,
+                                retry_policy=LinearRetry(backoff=SDK_RETRY_BACKOFF_SECONDS,
+                                                         random_jitter_range=0, retry_total=1))
     return Lake(root=f"az://{account}", storage_options=options,
                 files=AzureFiles(service, account, containers), containers=containers)
+
+
+def _code(e: Exception) -> str | None:
+    code = getattr(e, "error_code", None)
+    return getattr(code, "value", code)
 
 
 def verify(lake: Lake) -> None:
@@ -105,17 +114,17 @@ def verify(lake: Lake) -> None:
         except ClientAuthenticationError as e:
             raise LakeConfigError(
                 f"storage account '{files.account}' refused the credential "
-                f"({getattr(e, 'error_code', None) or 'authentication failed'}) for container "
+                f"({_code(e) or 'authentication failed'}) for container "
                 f"'{container}': check the key, SAS token or service principal") from None
         except HttpResponseError as e:
             if e.status_code in (401, 403):
                 raise LakeConfigError(
                     f"storage account '{files.account}' refused the credential "
-                    f"({e.error_code or e.status_code}) for container '{container}': check the "
+                    f"({_code(e) or e.status_code}) for container '{container}': check the "
                     f"key, SAS token or service principal and its permissions") from None
             raise LakeConfigError(
                 f"storage account '{files.account}' answered HTTP {e.status_code} "
-                f"({e.error_code}) for container '{container}'") from None
+                f"({_code(e)}) for container '{container}'") from None
         except ServiceRequestError:
             raise LakeConfigError(
                 f"cannot reach the blob endpoint of storage account '{files.account}' "

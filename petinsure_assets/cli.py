@@ -22,6 +22,7 @@ from petinsure_assets import contracts
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
+from petinsure_assets.storage import StorageError
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
@@ -126,12 +127,20 @@ def run_refresh(
         wall_seconds=time.perf_counter() - start,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         failures=[
-            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+            f"{e.step_key or e.event_type_value}: {e.event_specific_data.error.message.strip()}"
             for r in results
             for e in r.all_events
-            if e.is_step_failure
+            if e.is_step_failure or e.event_type_value == "RESOURCE_INIT_FAILURE"
         ],
     )
+    try:
+        _describe_lake(lake, summary)
+    except StorageError as e:  # the lake cannot be read (the run has said why): say so, go on
+        summary.failures.append(f"summary: {e}")
+    return summary
+
+
+def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
     latest = read_latest(lake)
     summary.snapshot_version = latest["version"] if latest else None
     for layer, table in SUMMARY_TABLES:
@@ -142,7 +151,6 @@ def run_refresh(
     if lake.exists(quarantine):
         summary.quarantined = _quarantine_counts(lake, quarantine)
     summary.lake_bytes = lake.files.total_bytes()
-    return summary
 
 
 def _quarantine_counts(lake: Lake, uri: str) -> dict[str, int]:
@@ -194,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo snapshot {build_demo_snapshot()} written to {DEMO_SNAPSHOT_DIR}")
         return 0
     from petinsure_assets.resources import lake_resource_from_env
-    from petinsure_assets.storage import StorageError
 
     try:
         lake = lake_resource_from_env(args.lake and os.path.abspath(args.lake), resolve=True).lake()

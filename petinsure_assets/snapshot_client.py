@@ -71,12 +71,15 @@ class AzureBlobStore:
 
     def __init__(self, account: str, sas_token: str, *, container: str = "gold",
                  prefix: str = "snapshots", endpoint: str = ""):
-        from azure.storage.blob import ContainerClient
+        from azure.storage.blob import ContainerClient, LinearRetry
 
         url = endpoint.rstrip("/") if endpoint else f"https://{account}.blob.core.windows.net"
         self.account, self.container, self.prefix = account, container, prefix.strip("/")
+        # One quick retry: the client's circuit breaker handles an unavailable store.
         self._client = ContainerClient(url, container, credential=sas_token.lstrip("?"),
-                                       retry_total=1, connection_timeout=10)
+                                       connection_timeout=10,
+                                       retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0,
+                                                                retry_total=1))
 
     @classmethod
     def from_env(cls) -> "AzureBlobStore":
