@@ -33,7 +33,8 @@ import dagster as dg
 from petinsure_assets import contracts
 from petinsure_assets.gold import GOLD_TABLES
 from petinsure_assets.ingest import list_raw_files
-from petinsure_assets.resources import AlertWebhook, LakeResource
+from petinsure_assets.queries import output_schemas
+from petinsure_assets.resources import AlertWebhook, LakeResource, column_schema
 from petinsure_assets.serving import API_SNAPSHOT_KEY
 
 FRESHNESS_WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
@@ -60,16 +61,22 @@ def freshness_policy(layer: str) -> dg.FreshnessPolicy:
 
 
 def _with_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
+    if spec.group_name == "raw":  # the landing zone: external, nothing to materialize
+        return spec
     follows_parents = spec.group_name != "bronze" and spec.key != API_SNAPSHOT_KEY
+    schema = output_schemas().get(spec.key.to_user_string())
     return spec.replace_attributes(
         freshness_policy=freshness_policy(freshness_layer(spec.key, spec.group_name)),
         automation_condition=GATED_EAGER if follows_parents else spec.automation_condition,
+        metadata={**spec.metadata, "dagster/column_schema": column_schema(schema)}
+        if schema is not None else spec.metadata,
     )
 
 
 def apply_policies(assets: list) -> list:
     """Every asset gets its layer's freshness policy; silver, gold and the exports the gated
-    eager condition (bronze is fed by the raw sensor, the snapshot by the exports sensor)."""
+    eager condition (bronze is fed by the raw sensor, the snapshot by the exports sensor);
+    silver and gold their column schema, from their SQL."""
     return list(dg.map_asset_specs(_with_policies, assets))
 
 

@@ -10,9 +10,23 @@ from petinsure_assets.resources import LakeResource, column_schema, table_metada
 OWNER = "team:data-engineering"
 
 
+def raw_source(entity: contracts.Entity) -> dg.AssetSpec:
+    """The landing-zone folder of an entity: external, written by the ingestion API and batches."""
+    return dg.AssetSpec(
+        key=["raw", entity.name],
+        group_name="raw",
+        kinds={"json" if entity.batch_format == "jsonl" else "csv", "json"},
+        owners=[OWNER],
+        description=f"Landing zone raw/{entity.name}/: the batch file {entity.batch_file}"
+        + (f" and real-time {entity.realtime_prefix}-…_<YYYYMMDD>_<HHMMSS>_<ffffff>.json files"
+           if entity.realtime_prefix else "") + " (written by the ingestion API and batch loads).",
+    )
+
+
 def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
     @dg.asset(
         key=["bronze", entity.bronze_table],
+        deps=[["raw", entity.name]],
         group_name="bronze",
         kinds={"delta", "python"},
         owners=[OWNER],
@@ -36,4 +50,5 @@ def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
     return _asset
 
 
+raw_sources = [raw_source(e) for e in contracts.ENTITIES]
 bronze_assets = [_bronze_asset(e) for e in contracts.ENTITIES]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from petinsure_assets.automation import apply_policies, jobs, schedules, sensors
-from petinsure_assets.bronze import bronze_assets
+from petinsure_assets.bronze import bronze_assets, raw_sources
 from petinsure_assets.checks import asset_checks
 from petinsure_assets.gold import gold_assets
 from petinsure_assets.resources import build_resources
@@ -16,7 +16,8 @@ from petinsure_assets.silver import silver
 def build_definitions(lake_root: str | None = None) -> dg.Definitions:
     """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
     return dg.Definitions(
-        assets=apply_policies([*bronze_assets, silver, *gold_assets, *export_assets, api_snapshot]),
+        assets=apply_policies([*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets,
+                               api_snapshot]),
         asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,

@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.lake import TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
-from petinsure_assets.resources import ReportingDate
+from petinsure_assets.resources import LakeResource, ReportingDate
 
 # Gold commits carry the as-of date they were computed for (snapshots publish it).
 AS_OF_COMMIT_KEY = "petinsure.as_of"
@@ -112,6 +112,7 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         duckdb: DuckDBResource,
         reporting_date: ReportingDate,
+        lake: LakeResource,
         **tables: pads.Dataset,
     ):
         as_of = reporting_date.date()
@@ -127,7 +128,10 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
                     con.sql(sql_text(f"gold/{spec.name}")).to_arrow_reader(),
                     commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat()},
                 ),
-                metadata={"as_of": as_of.isoformat()},
+                metadata={
+                    "as_of": as_of.isoformat(),
+                    "export": dg.MetadataValue.path(lake.lake().export_path(spec.name)),
+                },
             )
 
     _asset.__name__ = spec.name

@@ -127,8 +127,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
         lake = self.lake.lake()
         uri = self._uri(context.asset_key)
+        before = int(lake.delta_table(uri).count()) if lake.exists(uri) else 0
         version = lake.write(uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata)
         metadata = table_metadata(lake, uri)
+        # Rows added by this materialization (for a rebuilt table: the change in its size).
+        metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
         if write.on_commit is not None:
             metadata.update(write.on_commit(version))
         if write.metadata:

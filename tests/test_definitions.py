@@ -9,6 +9,7 @@ import warnings
 import dagster as dg
 
 EXPECTED_KEYS = {
+    *(f"raw/{t}" for t in ("customers", "pets", "policies", "claims", "providers")),
     *(f"bronze/{t}_raw" for t in ("customers", "pets", "policies", "claims", "providers")),
     *(f"silver/{t}" for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
                                "fact_claims", "quarantine")),
@@ -30,10 +31,14 @@ def test_every_asset_has_group_kinds_owner_and_description():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         serving = key.path[1] in ("exports", "api_snapshot")
+        if key.path[0] == "raw":
+            assert node.group_name == "raw" and not node.is_executable, key
         assert node.group_name == ("serving" if serving else key.path[0]), key
         assert node.kinds, key
         assert node.owners == ["team:data-engineering"], key
         assert node.description and len(node.description) > 20, key
+        if key.path[0] in ("silver", "gold") and key.path[1] not in ("exports", "api_snapshot"):
+            assert node.metadata["dagster/column_schema"].columns, key
 
 
 def test_loading_the_code_location_raises_no_deprecation_warning():
