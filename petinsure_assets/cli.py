@@ -86,7 +86,10 @@ def dagster_instance() -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME, created under ./.dagster_home when it is not set."""
     home = os.environ.setdefault("DAGSTER_HOME", str(Path(DEFAULT_DAGSTER_HOME).resolve()))
     Path(home).mkdir(parents=True, exist_ok=True)
-    (Path(home) / "dagster.yaml").touch()
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():  # the project's instance settings (one run at a time)
+        template = Path(__file__).resolve().parents[1] / "dagster.yaml"
+        config.write_text(template.read_text() if template.exists() else "")
     return dg.DagsterInstance.get()
 
 
