@@ -64,7 +64,8 @@ def _with_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
     if spec.group_name == "raw":  # the landing zone: external, nothing to materialize
         return spec
     follows_parents = spec.group_name != "bronze" and spec.key != API_SNAPSHOT_KEY
-    schema = output_schemas().get(spec.key.to_user_string())
+    # An export has its gold table's columns.
+    schema = output_schemas().get(spec.key.to_user_string().replace("gold/exports/", "gold/"))
     return spec.replace_attributes(
         freshness_policy=freshness_policy(freshness_layer(spec.key, spec.group_name)),
         automation_condition=GATED_EAGER if follows_parents else spec.automation_condition,
