@@ -20,10 +20,8 @@ interpreter at exit at random with deltalake 1.6 (DESIGN.md §8); nothing here u
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -70,10 +68,6 @@ class Lake:
     def __post_init__(self):
         if self.files is None:
             object.__setattr__(self, "files", LocalFiles(self.root))
-
-    @classmethod
-    def from_env(cls) -> "Lake":
-        return cls(root=str(Path(os.environ.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT)).resolve()))
 
     @property
     def is_azure(self) -> bool:

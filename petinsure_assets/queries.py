@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
@@ -32,12 +33,10 @@ def prepare_session(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None
 
 
 @cache
-def output_schemas() -> dict[str, "pa.Schema"]:
+def output_schemas() -> dict[str, pa.Schema]:
     """The Arrow schema of every silver and gold table, found by running their SQL files on
     empty bronze tables: the column schema the UI shows before anything is materialized comes
     from the same SQL that builds the tables."""
-    import pyarrow as pa
-
     from petinsure_assets import contracts
     from petinsure_assets.gold import GOLD_TABLES
     from petinsure_assets.ingest import bronze_schema

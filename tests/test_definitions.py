@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 
-import dagster as dg
 
 EXPECTED_KEYS = {
     *(f"raw/{t}" for t in ("customers", "pets", "policies", "claims", "providers")),
