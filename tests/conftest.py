@@ -39,3 +39,19 @@ class LakeFixture:
 @pytest.fixture
 def lake(tmp_path: Path) -> LakeFixture:
     return LakeFixture(tmp_path / "lake")
+
+
+DEMO_AS_OF = "2026-01-31"
+DEMO_CLAIMS = 2_000
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory) -> LakeFixture:
+    """A 2,000-claim demo lake (seed 42) refreshed as of 2026-01-31 through the whole graph,
+    shared by the tests that compare other implementations with the product's gold."""
+    from petinsure_assets.demo_data import generate
+
+    lake = LakeFixture(tmp_path_factory.mktemp("demo") / "lake")
+    generate(lake.lake.layer("raw"), claims=DEMO_CLAIMS, seed=42)
+    lake.refresh(as_of=DEMO_AS_OF)
+    return lake
