@@ -336,10 +336,10 @@ def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
     try:
         prepare_session(con)
         layer, name = table.split("/")
-        con.register("t", lake.dataset(lake.table_uri(layer, name)))
+        lake.register(con, "t", lake.table_uri(layer, name))
         for used in sorted({u for c in checks for u in c.uses}):
             used_layer, used_name = used.split("/")
-            con.register(_name(used), lake.dataset(lake.table_uri(used_layer, used_name)))
+            lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
         outcomes = []
         for check in checks:
             (count,) = con.sql(f"SELECT count(*) FROM ({check.sql})").fetchall()[0]

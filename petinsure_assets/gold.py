@@ -8,11 +8,10 @@ uses (sql/gold/views/), sets the as-of date and thresholds as variables and runs
 from dataclasses import dataclass
 
 import dagster as dg
-import pyarrow.dataset as pads
 from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
-from petinsure_assets.lake import TableWrite
+from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
 from petinsure_assets.resources import LakeResource, ReportingDate
 
@@ -113,13 +112,13 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
         duckdb: DuckDBResource,
         reporting_date: ReportingDate,
         lake: LakeResource,
-        **tables: pads.Dataset,
+        **tables: DeltaSource,
     ):
         as_of = reporting_date.date()
         with duckdb.get_connection() as con:
             prepare_session(con, as_of)
-            for name, dataset in tables.items():
-                con.register(name, dataset)
+            for name, source in tables.items():
+                source.register(con, name)
             for view in spec.views:
                 con.execute(sql_text(f"gold/views/{view}"))
             context.log.info(f"{spec.name}: computing as of {as_of}")

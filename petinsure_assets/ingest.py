@@ -155,7 +155,7 @@ def read_ledger(lake: Lake, entity: Entity) -> dict[str, dict]:
         return {}
     con = duckdb.connect()
     try:
-        con.register("ledger", lake.dataset(uri))
+        lake.register(con, "ledger", uri)
         rows = (
             con.sql(
                 "SELECT * FROM ledger WHERE entity = $entity QUALIFY row_number() OVER "

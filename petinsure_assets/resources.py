@@ -8,19 +8,19 @@ lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per ste
 import datetime as dt
 import json
 import os
+import tempfile
 import urllib.request
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 from dagster_duckdb import DuckDBResource
 from dagster_azure.adls2 import ADLS2DefaultAzureCredential, ADLS2Key, ADLS2SASToken
 from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 
-from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake, TableWrite
+from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
 
 PREVIEW_ROWS = 5
 ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
@@ -112,8 +112,8 @@ def table_metadata(lake: Lake, uri: str) -> dict[str, Any]:
 
 class DeltaIOManager(dg.ConfigurableIOManager):
     """Persists every table asset `[layer, table]` as the Delta table <lake>/<layer>/<table>, and
-    hands downstream assets a lazy Arrow dataset of it (for DuckDB to scan; nothing is loaded
-    into memory here)."""
+    hands downstream assets a `DeltaSource` of it (for their DuckDB session to scan; nothing is
+    loaded into memory here)."""
 
     lake: LakeResource
 
@@ -138,7 +138,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             metadata.update(write.metadata)
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> pads.Dataset:
+    def load_input(self, context: dg.InputContext) -> DeltaSource:
         lake = self.lake.lake()
         uri = self._uri(context.asset_key)
         if not lake.exists(uri):
@@ -146,7 +146,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} has no Delta table at {uri}: "
                 "materialize it first."
             )
-        return lake.dataset(uri)
+        return DeltaSource(lake, uri)
 
 
 class AlertWebhook(dg.ConfigurableResource):
@@ -214,6 +214,22 @@ def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = Fals
                         blob_endpoint=env.get(AZURE_ENV["endpoint"], ""), **containers)
 
 
+DUCKDB_MEMORY_LIMIT_ENV = "PETINSURE_DUCKDB_MEMORY_LIMIT"
+DUCKDB_SPILL_DIR_ENV = "PETINSURE_DUCKDB_SPILL_DIR"
+
+
+def duckdb_config() -> dict[str, Any]:
+    """Every core; a memory limit past which DuckDB spills to disk (joins, sorts and temp tables
+    of silver at 10M claims do not fit otherwise); no insertion order where none is asked for."""
+    return {
+        "threads": os.cpu_count() or 2,
+        "preserve_insertion_order": False,
+        "memory_limit": os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "4GB"),
+        "temp_directory": os.environ.get(
+            DUCKDB_SPILL_DIR_ENV, os.path.join(tempfile.gettempdir(), "petinsure-duckdb-spill")),
+    }
+
+
 def build_resources(lake_root: str | None = None) -> dict[str, Any]:
     """The resources of the code location; the lake from the argument, else the environment."""
     lake = lake_resource_from_env(lake_root)
@@ -222,7 +238,7 @@ def build_resources(lake_root: str | None = None) -> dict[str, Any]:
         "io_manager": DeltaIOManager(lake=lake),
         "duckdb": DuckDBResource(
             database=":memory:",
-            connection_config={"threads": os.cpu_count() or 2, "preserve_insertion_order": False},
+            connection_config=duckdb_config(),
         ),
         "reporting_date": ReportingDate.configure_at_launch(),
         # An EnvVar keeps the webhook URL (a secret) out of the UI's resource config.

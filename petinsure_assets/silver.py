@@ -4,11 +4,11 @@ parents' silver keys). The rules are the SQL files in sql/silver/ (RULES.md, "Si
 
 
 import dagster as dg
-import pyarrow.dataset as pads
 from dagster_duckdb import DuckDBResource
 
 from petinsure_assets import contracts
 from petinsure_assets.bronze import OWNER
+from petinsure_assets.lake import DeltaSource
 from petinsure_assets.queries import prepare_session, sql_text
 
 # silver table -> (entity, its SQL file's staged table, silver parents it checks keys against)
@@ -53,11 +53,11 @@ DESCRIPTIONS = {
         "quarantine": {dg.AssetKey(["bronze", e.bronze_table]) for e in contracts.ENTITIES},
     },
 )
-def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, **bronze: pads.Dataset):
+def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, **bronze: DeltaSource):
     with duckdb.get_connection() as con:
         prepare_session(con)
-        for name, dataset in bronze.items():
-            con.register(name, dataset)
+        for name, source in bronze.items():
+            source.register(con, name)
         summary: dict[str, dict[str, int]] = {}
         for name, (entity, _) in SILVER_TABLES.items():
             con.execute(sql_text(f"silver/{name}"))

@@ -25,8 +25,9 @@ CREATE OR REPLACE MACRO parse_bool(x) AS CASE
     WHEN lower(clean_text(x)) IN ('false', 'f', 'no', 'n', '0') THEN false END;
 
 -- Accepted values: the canonical spelling from `accepted` matching x case-insensitively, else null.
+-- (The lower-cased list is a constant DuckDB folds once; a filter lambda would run per row.)
 CREATE OR REPLACE MACRO canonical(x, accepted) AS
-    list_filter(accepted, lambda a: lower(a) = lower(clean_text(x)))[1];
+    accepted[list_position(list_transform(accepted, lambda a: lower(a)), lower(clean_text(x)))];
 
 -- Email: lower-cased; must look like local@domain.tld, else null.
 CREATE OR REPLACE MACRO clean_email(x) AS CASE
