@@ -8,6 +8,7 @@ from petinsure_assets.automation import apply_policies, jobs, schedules, sensors
 from petinsure_assets.bronze import bronze_assets, raw_sources
 from petinsure_assets.checks import asset_checks
 from petinsure_assets.gold import gold_assets
+from petinsure_assets.instance import relax_sqlite_durability
 from petinsure_assets.resources import build_resources
 from petinsure_assets.serving import api_snapshot, export_assets
 from petinsure_assets.silver import silver
@@ -15,6 +16,7 @@ from petinsure_assets.silver import silver
 
 def build_definitions(lake_root: str | None = None) -> dg.Definitions:
     """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
+    relax_sqlite_durability()  # every process that runs our steps loads these definitions
     return dg.Definitions(
         assets=apply_policies([*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets,
                                api_snapshot]),
