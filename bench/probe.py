@@ -134,7 +134,8 @@ def measure(lake_root: str, as_of: str) -> dict:
                     "peak_rss_bytes": startup_peak},
         "other": {"wall_s": total_wall - in_steps - (first_step - PROCESS_STARTED)},
         "layers": layers,
-        "steps": [{"step": k, "wall_s": e - s} for k, s, e in windows],
+        "steps": [{"step": k, "wall_s": e - s, "cpu_s": sampler.window(s, e)[0]}
+                  for k, s, e in windows],
         "rows": summary.rows,
         "snapshot_version": summary.snapshot_version,
     }

@@ -20,7 +20,7 @@ import pyarrow as pa
 from petinsure_assets import contracts
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
-from petinsure_assets.resources import LakeResource, markdown_preview
+from petinsure_assets.resources import LakeResource, duckdb_config, markdown_preview
 
 CHECK_HISTORY_TABLE = "_check_history"
 SAMPLE_ROWS = 5
@@ -332,7 +332,7 @@ TABLE_CHECKS: dict[str, list[Check]] = {
 def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
     """Run `checks` against the Delta table `table` ("layer/name") of `lake`."""
     checks = list(checks)
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         prepare_session(con)
         layer, name = table.split("/")
@@ -342,8 +342,10 @@ def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
             lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
         outcomes = []
         for check in checks:
-            (count,) = con.sql(f"SELECT count(*) FROM ({check.sql})").fetchall()[0]
-            sample = con.sql(f"SELECT * FROM ({check.sql}) LIMIT {SAMPLE_ROWS}").to_arrow_table()
+            # Once per check: the failing rows (usually none) are kept for their count and sample.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE failing AS SELECT * FROM ({check.sql})")
+            (count,) = con.sql("SELECT count(*) FROM failing").fetchall()[0]
+            sample = con.sql(f"SELECT * FROM failing LIMIT {SAMPLE_ROWS}").to_arrow_table()
             outcomes.append(Outcome(check, int(count), sample))
         return outcomes
     finally:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from petinsure_assets.gold import AS_OF_COMMIT_KEY
@@ -81,6 +82,14 @@ def to_json_bytes(document: Any) -> bytes:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _size(data: bytes | str) -> int:
+    return len(data) if isinstance(data, bytes) else os.path.getsize(data)
+
+
+def _sql_path(path: str) -> str:
+    return path.replace("'", "''")
 
 
 def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
@@ -136,43 +145,55 @@ def read_latest(lake: Lake) -> dict[str, Any] | None:
     return json.loads(lake.files.read_bytes(path)) if lake.files.exists(path) else None
 
 
-def _parquet(data: bytes):
-    # Single-threaded from memory: see snapshot_client.load_snapshot.
-    return pq.read_table(pa.BufferReader(data), use_threads=False)
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(8 * 1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
             now: datetime | None = None) -> PublishResult:
-    """Publish the current gold exports as a snapshot version, unless nothing changed."""
-    now = now or datetime.now(timezone.utc)
-    files: dict[str, bytes] = {}
-    rows: dict[str, int] = {}
-    tables = {}
-    for table in GOLD_TABLES:
-        path = lake.export_path(table)
-        if not lake.files.exists(path):
-            raise FileNotFoundError(f"gold export {path} is missing: materialize the exports first")
-        data = lake.files.read_bytes(path)
-        tables[table] = _parquet(data)
-        leaked = PII_COLUMNS & set(tables[table].schema.names)
-        if leaked:
-            raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
-        files[f"{table}.parquet"] = data
-        rows[f"{table}.parquet"] = tables[table].num_rows
+    """Publish the current gold exports as a snapshot version, unless nothing changed.
 
-    counts = {
-        layer: {t: int(lake.delta_table(lake.table_uri(layer, t)).count())
-                for t in names if lake.exists(lake.table_uri(layer, t))}
-        for layer, names in PIPELINE_TABLES.items()
-    }
-    sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
-               for t in GOLD_TABLES}
-    as_of = lake.delta_table(lake.table_uri("gold", "monthly_kpis")).history(1)[0].get(AS_OF_COMMIT_KEY)
+    The exports are read from files (local, or downloaded once to a temporary file on Azure):
+    hashed in chunks, scanned by DuckDB for the JSON documents and copied into the version
+    folder, never held in memory whole (claims_analytics has a row per claim)."""
+    now = now or datetime.now(timezone.utc)
+    with ExitStack() as stack:
+        exports = {table: stack.enter_context(lake.files.local_copy(lake.export_path(table)))
+                   if lake.files.exists(lake.export_path(table)) else None
+                   for table in GOLD_TABLES}
+        missing = [lake.export_path(t) for t, local in exports.items() if local is None]
+        if missing:
+            raise FileNotFoundError(f"gold export {missing[0]} is missing: materialize the exports first")
+        return _publish(lake, exports, retention, now)
+
+
+def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime) -> PublishResult:
+    files: dict[str, bytes | str] = {}  # name -> content, or the local path of an export
+    rows: dict[str, int] = {}
     con = duckdb.connect()
     try:
         prepare_session(con)
-        for table, arrow in tables.items():
-            con.register(table, arrow)
+        for table, local in exports.items():
+            metadata = pq.ParquetFile(local).metadata
+            leaked = PII_COLUMNS & set(metadata.schema.names)
+            if leaked:
+                raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_path(local)}')")
+            files[f"{table}.parquet"] = local
+            rows[f"{table}.parquet"] = metadata.num_rows
+
+        counts = {
+            layer: {t: int(lake.delta_table(lake.table_uri(layer, t)).count())
+                    for t in names if lake.exists(lake.table_uri(layer, t))}
+            for layer, names in PIPELINE_TABLES.items()
+        }
+        sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
+                   for t in GOLD_TABLES}
+        as_of = lake.delta_table(lake.table_uri("gold", "monthly_kpis")).history(1)[0].get(AS_OF_COMMIT_KEY)
         documents = render_hot_endpoints(con, as_of, counts)
     finally:
         con.close()
@@ -180,7 +201,8 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
         files[f"{name}.json"] = to_json_bytes(document)
         rows[f"{name}.json"] = len(document["months"]) if name == "kpis" else 1
 
-    content = {name: _sha256(data) for name, data in sorted(files.items())}
+    content = {name: _sha256(data) if isinstance(data, bytes) else _file_sha256(data)
+               for name, data in sorted(files.items())}
     fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
     latest = read_latest(lake)
     if latest:
@@ -196,13 +218,16 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
         "as_of": as_of,
         "content_sha256": fingerprint,
         "source_tables": sources,
-        "files": {name: {"sha256": content[name], "bytes": len(files[name]), "rows": rows[name]}
+        "files": {name: {"sha256": content[name], "bytes": _size(files[name]), "rows": rows[name]}
                   for name in sorted(files)},
     }
     # The version's files first; nobody reads them until latest.json names the version.
     folder = f"{SNAPSHOT_PREFIX}/v/{version}"
     for name, data in files.items():
-        lake.files.write_bytes(f"{folder}/{name}", data)
+        if isinstance(data, bytes):
+            lake.files.write_bytes(f"{folder}/{name}", data)
+        else:
+            lake.files.put_file(f"{folder}/{name}", data)
     manifest_bytes = to_json_bytes(manifest)
     lake.files.write_bytes(f"{folder}/manifest.json", manifest_bytes)
     lake.files.write_bytes(f"{SNAPSHOT_PREFIX}/{LATEST}", to_json_bytes({
