@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test ui api clean
+.PHONY: setup demo test ui api bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ ui: setup
 # The reference claims API on http://127.0.0.1:8000 (docs at /docs), reading ./lake/gold/snapshots.
 api: setup
 	$(VENV)/bin/uvicorn petinsure_assets.reference_api:app --host 127.0.0.1 --port 8000
+
+# The benchmark: 15,000, 1,000,000 and 10,000,000 claims against the pandas and Spark baselines;
+# writes docs/performance.md. Fewer sizes: make bench ARGS="--claims 15000 1000000".
+bench: setup
+	$(PY) -m bench.run $(ARGS)
 
 clean:
 	rm -rf lake .dagster_home
