@@ -50,3 +50,25 @@ def test_loading_the_code_location_raises_no_deprecation_warning():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_sqlite_files_under_dagster_home_commit_without_fsync(tmp_path, monkeypatch):
+    import sqlalchemy
+
+    from petinsure_assets.instance import SYNCHRONOUS_ENV, relax_sqlite_durability
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    relax_sqlite_durability()
+
+    def synchronous(db) -> int:
+        engine = sqlalchemy.create_engine(f"sqlite:///{db}", poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+    assert synchronous(home / "runs.db") == 0  # OFF
+    assert synchronous(elsewhere / "other.db") == 2  # FULL, SQLite's default: not ours to change
+    monkeypatch.setenv(SYNCHRONOUS_ENV, "normal")
+    assert synchronous(home / "runs.db") == 1
