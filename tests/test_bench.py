@@ -1,0 +1,76 @@
+"""The benchmark harness end to end at 2,000 claims: every figure of the report is there and the
+baselines computed the product's gold. Not a timed test: no figure is compared with a target."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from bench import run as bench
+from bench.probe import LAYERS, layer_of
+
+CLAIMS = 2_000
+NUMBER = r"[0-9][0-9,]*(\.[0-9]+)?"
+
+
+def test_layer_of_every_step_kind():
+    assert layer_of("bronze__claims_raw") == "bronze"
+    assert layer_of("silver") == "silver"
+    assert layer_of("silver_quarantine_checks") == "silver"
+    assert layer_of("gold__monthly_kpis") == "gold"
+    assert layer_of("gold_monthly_kpis_checks") == "gold"
+    assert layer_of("gold__exports__monthly_kpis") == "exports"
+    assert layer_of("gold__api_snapshot") == "snapshot"
+
+
+def test_harness_end_to_end_writes_every_figure(tmp_path):
+    report = tmp_path / "performance.md"
+    assert bench.main(["--claims", str(CLAIMS), "--work", str(tmp_path / "work"),
+                       "--report", str(report)]) == 0
+    result = json.loads((tmp_path / "work" / "results" / f"{CLAIMS}.json").read_text())
+
+    # Every layer ran its steps and has every figure.
+    refresh = result["refresh"]
+    for layer in LAYERS:
+        figures = refresh["layers"][layer]
+        assert figures["steps"] > 0, layer
+        assert figures["wall_s"] > 0 and figures["cpu_s"] >= 0 and figures["peak_rss_bytes"] > 0
+    assert refresh["layers"]["bronze"]["steps"] == 5
+    assert refresh["total"]["wall_s"] >= sum(f["wall_s"] for f in refresh["layers"].values())
+    assert refresh["rows"]["gold.claims_analytics"] == refresh["rows"]["silver.fact_claims"]
+    assert all(result["lake_bytes"][layer] > 0 for layer in ("raw", *LAYERS))
+
+    # Both baselines ran on the same bronze and computed the product's gold, row for row.
+    for name in bench.BASELINES:
+        baseline = result["baselines"][name]
+        assert baseline["status"] == "same gold", (name, baseline)
+        comparison = baseline["comparison"]
+        assert set(comparison) == {"customer_360_view", "risk_scoring", "claims_analytics",
+                                   "monthly_kpis", "provider_performance",
+                                   "cross_sell_recommendations"}
+        assert comparison["claims_analytics"]["product_rows"] == refresh["rows"]["gold.claims_analytics"]
+        assert all(c["differing_rows"] == 0 for c in comparison.values())
+
+    assert result["client"]["cold_load_s"] > 0 and result["client"]["warm_read_s"] > 0
+    stages = result["incremental"]["stages"]
+    assert list(stages) == ["raw sensor tick", "refresh run (bronze to exports)",
+                            "exports sensor tick", "snapshot run", "snapshot client cold read"]
+
+    # The report: machine, date, a row per layer with every figure, ratios against both baselines.
+    text = report.read_text()
+    assert re.search(r"Machine: \d+ cores .*, \d+ GiB memory", text)
+    assert f"{CLAIMS:,} claims on 20" in text
+    for layer in LAYERS:
+        row = re.search(rf"^\| {layer} \|(.*)\|$", text, re.M)
+        assert row, layer
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert len(cells) == 7 and all(re.fullmatch(NUMBER, c) for c in cells), (layer, cells)
+    assert re.search(rf"^\| \*\*total\*\* \| \*\*{NUMBER}\*\*", text, re.M)
+    for name in bench.BASELINES:
+        row = re.search(rf"^\| {re.escape(bench.BASELINE_NAMES[name])} \|(.*)\|$", text, re.M)
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert cells[3] == "same gold"
+        assert re.fullmatch(NUMBER, cells[4]) and re.fullmatch(NUMBER + "x", cells[5]), cells
+    assert re.search(rf"cold load .* {NUMBER} ms; warm read {NUMBER} us", text)
+    assert re.search(rf"new snapshot in {NUMBER} s of pipeline time", text)
+    assert "## Targets" in text
