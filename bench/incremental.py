@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from bench.probe import PROJECT_INSTANCE_CONFIG
 
 NEW_CLAIM_ID = "CLM-BENCH-INCREMENTAL-1"
 
@@ -53,7 +50,7 @@ def new_claim(lake, service_date: str) -> dict:
             "status": "Paid", "processing_days": "3", "updated_at": f"{service_date}T12:00:00"}
 
 
-def measure(lake_root: str, as_of: str) -> dict:
+def measure(lake_root: str, as_of: str, home: str) -> dict:
     import dagster as dg
 
     from petinsure_assets.definitions import build_definitions
@@ -64,43 +61,41 @@ def measure(lake_root: str, as_of: str) -> dict:
     lake = Lake(root=lake_root)
     defs = build_definitions(lake_root)
     stages: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="petinsure-bench-home-") as home:
-        os.environ["DAGSTER_HOME"] = home
-        shutil.copy(PROJECT_INSTANCE_CONFIG, os.path.join(home, "dagster.yaml"))
-        instance = dg.DagsterInstance.from_config(home)
-        raw = tick(defs, "raw_files_sensor", instance)
-        exports = tick(defs, "exports_sensor", instance)
-        claim = new_claim(lake, as_of)
-        client = SnapshotClient(LocalStore(snapshot_root(lake)), ttl_seconds=0)
-        previous_version = client.status()["version"] if client.snapshot() else None
+    os.environ["DAGSTER_HOME"] = home
+    instance = dg.DagsterInstance.from_config(home)
+    raw = tick(defs, "raw_files_sensor", instance)
+    exports = tick(defs, "exports_sensor", instance)
+    claim = new_claim(lake, as_of)
+    client = SnapshotClient(LocalStore(snapshot_root(lake)), ttl_seconds=0)
+    previous_version = client.status()["version"] if client.snapshot() else None
 
-        start = time.perf_counter()
-        Path(lake_root, "raw", "claims", f"{NEW_CLAIM_ID}_{as_of.replace('-', '')}_120000_000000.json"
-             ).write_text(json.dumps(claim))
-        mark = time.perf_counter()
-        raw = tick(defs, "raw_files_sensor", instance, raw.cursor)
-        if not raw.run_requests:
-            raise SystemExit("the raw sensor requested no run for the new claim file")
-        stages["raw sensor tick"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        launch(defs, instance, raw.run_requests[0], "refresh_all", as_of)
-        stages["refresh run (bronze to exports)"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        exports = tick(defs, "exports_sensor", instance, exports.cursor)
-        if not exports.run_requests:
-            raise SystemExit("the exports sensor requested no snapshot after the refresh")
-        stages["exports sensor tick"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of)
-        stages["snapshot run"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        snapshot = client.snapshot()
-        claims = snapshot.tables["claims_analytics"].column("claim_id").to_pylist()
-        if NEW_CLAIM_ID not in claims:
-            raise SystemExit("the new claim is not in the published snapshot")
-        stages["snapshot client cold read"] = time.perf_counter() - mark
-        total = time.perf_counter() - start
-        version = client.status()["version"]
+    start = time.perf_counter()
+    Path(lake_root, "raw", "claims", f"{NEW_CLAIM_ID}_{as_of.replace('-', '')}_120000_000000.json"
+         ).write_text(json.dumps(claim))
+    mark = time.perf_counter()
+    raw = tick(defs, "raw_files_sensor", instance, raw.cursor)
+    if not raw.run_requests:
+        raise SystemExit("the raw sensor requested no run for the new claim file")
+    stages["raw sensor tick"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    launch(defs, instance, raw.run_requests[0], "refresh_all", as_of)
+    stages["refresh run (bronze to exports)"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    exports = tick(defs, "exports_sensor", instance, exports.cursor)
+    if not exports.run_requests:
+        raise SystemExit("the exports sensor requested no snapshot after the refresh")
+    stages["exports sensor tick"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of)
+    stages["snapshot run"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    snapshot = client.snapshot()
+    claims = snapshot.tables["claims_analytics"].column("claim_id").to_pylist()
+    if NEW_CLAIM_ID not in claims:
+        raise SystemExit("the new claim is not in the published snapshot")
+    stages["snapshot client cold read"] = time.perf_counter() - mark
+    total = time.perf_counter() - start
+    version = client.status()["version"]
     if version == previous_version:
         raise SystemExit("no new snapshot version was published")
     return {"stages": stages, "total_s": total}
@@ -111,8 +106,9 @@ def main() -> None:
     parser.add_argument("--lake", required=True)
     parser.add_argument("--as-of", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--dagster-home", required=True, help="the DAGSTER_HOME of the full refresh")
     args = parser.parse_args()
-    result = measure(os.path.abspath(args.lake), args.as_of)
+    result = measure(os.path.abspath(args.lake), args.as_of, os.path.abspath(args.dagster_home))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.probe --lake /tmp/lake --as-of 2026-01-31 --out probe.json
 
-Runs what `make demo` runs (`refresh_all`, then `publish_api_snapshot`, in-process executor, on a
-SQLite Dagster instance in a temporary DAGSTER_HOME) while a sampler thread records this process's
+Runs what `make demo` runs (`refresh_all`, then `publish_api_snapshot`, in-process executor, on the
+SQLite Dagster instance of --dagster-home, as `make demo` does on ./.dagster_home) while a sampler thread records this process's
 CPU time and resident memory every 20 ms. Each Dagster step's start and end come from the run's
 event log; a layer's figures are the sums (wall, CPU) and the maximum (peak memory) over its steps.
 Start-up is everything from the interpreter's start to the first step (imports, definitions,
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 
@@ -93,7 +92,18 @@ def step_windows(instance, run_ids: list[str]) -> list[tuple[str, float, float]]
     return sorted(((k, s, e) for k, (s, e) in steps.items()), key=lambda x: x[1])
 
 
-def measure(lake_root: str, as_of: str) -> dict:
+def init_home(home: str) -> None:
+    """A new DAGSTER_HOME with the project's instance settings and its SQLite databases created
+    (what the first `make demo` on a machine leaves behind)."""
+    import dagster as dg
+
+    shutil.rmtree(home, ignore_errors=True)
+    os.makedirs(home)
+    shutil.copy(PROJECT_INSTANCE_CONFIG, os.path.join(home, "dagster.yaml"))
+    dg.DagsterInstance.from_config(home).dispose()
+
+
+def measure(lake_root: str, as_of: str, home: str) -> dict:
     sampler = Sampler()
     sampler.sample()
     sampler.start()
@@ -101,15 +111,12 @@ def measure(lake_root: str, as_of: str) -> dict:
 
     from petinsure_assets.cli import run_refresh
 
-    with tempfile.TemporaryDirectory(prefix="petinsure-bench-home-") as home:
-        os.environ["DAGSTER_HOME"] = home
-        shutil.copy(PROJECT_INSTANCE_CONFIG, os.path.join(home, "dagster.yaml"))
-        instance = dg.DagsterInstance.from_config(home)
-        summary = run_refresh(lake_root, as_of=as_of, instance=instance, log_level="WARNING")
-        ended = time.time()
-        sampler.stop()
-        runs = [r.run_id for r in instance.get_runs()]
-        windows = step_windows(instance, runs)
+    os.environ["DAGSTER_HOME"] = home
+    instance = dg.DagsterInstance.from_config(home)
+    summary = run_refresh(lake_root, as_of=as_of, instance=instance, log_level="WARNING")
+    ended = time.time()
+    sampler.stop()
+    windows = step_windows(instance, [r.run_id for r in instance.get_runs()])
     if not summary.success:
         raise SystemExit("refresh failed:\n" + summary.render())
 
@@ -146,8 +153,10 @@ def main() -> None:
     parser.add_argument("--lake", required=True)
     parser.add_argument("--as-of", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--dagster-home", required=True,
+                        help="an initialised DAGSTER_HOME with no runs (see init_home)")
     args = parser.parse_args()
-    result = measure(os.path.abspath(args.lake), args.as_of)
+    result = measure(os.path.abspath(args.lake), args.as_of, os.path.abspath(args.dagster_home))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 
