@@ -50,6 +50,7 @@ LAYER_OUTPUTS = {  # rows a layer writes, from the refresh summary's row counts
     "bronze": ("bronze.",), "silver": ("silver.",), "gold": ("gold.",),
 }
 GiB = 2**30
+TOP_STEPS = 8
 MiB = 2**20
 
 # The targets of the issue, for a 2-core, 24 GiB machine.
@@ -350,6 +351,10 @@ def render(results: dict[int, dict]) -> str:
         "|---|---:|---|",
     ]
     lines += [f"| {t} | {f} | {_mark(m)} |" for t, f, m in targets(results)]
+    lines += ["", "How the incremental path (one new claim file -> new snapshot) grows with the lake: "
+              + ", ".join(f"{results[c]['incremental']['total_s']:.1f} s at {c:,} claims"
+                          f" (full refresh {results[c]['refresh']['total']['wall_s']:.1f} s)"
+                          for c in sizes) + "."]
     for claims in sizes:
         r = results[claims]
         refresh = r["refresh"]
@@ -406,6 +411,10 @@ def render(results: dict[int, dict]) -> str:
                 f"| {BASELINE_NAMES[name]} | {b['wall_s']:.2f} | {b['cpu_s']:.2f} | "
                 f"{b['peak_rss_bytes'] / MiB:,.0f} | {b['status']} | "
                 + (f"{ours / b['wall_s']:.3f} | {s:.1f}x |" if s is not None else " | |"))
+        top = sorted(refresh["steps"], key=lambda s: -s["wall_s"])[:TOP_STEPS]
+        lines += ["", f"**Where the time goes** (the {TOP_STEPS} longest of {len(refresh['steps'])} steps):", "",
+                  "| step | wall s | CPU s |", "|---|---:|---:|"]
+        lines += [f"| `{s['step']}` | {s['wall_s']:.2f} | {s.get('cpu_s', 0):.2f} |" for s in top]
         c, inc = r["client"], r["incremental"]
         lines += [
             "",
