@@ -11,7 +11,6 @@ records the current listing as its cursor) and the process start-up are not time
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -72,28 +71,31 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     start = time.perf_counter()
     Path(lake_root, "raw", "claims", f"{NEW_CLAIM_ID}_{as_of.replace('-', '')}_120000_000000.json"
          ).write_text(json.dumps(claim))
-    mark = time.perf_counter()
-    raw = tick(defs, "raw_files_sensor", instance, raw.cursor)
+
+    def timed(stage: str, work):
+        mark = time.perf_counter()
+        result = work()
+        stages[stage] = time.perf_counter() - mark
+        return result
+
+    raw = timed("raw sensor tick", lambda: tick(defs, "raw_files_sensor", instance, raw.cursor))
     if not raw.run_requests:
         raise SystemExit("the raw sensor requested no run for the new claim file")
-    stages["raw sensor tick"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    launch(defs, instance, raw.run_requests[0], "refresh_all", as_of)
-    stages["refresh run (bronze to exports)"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    exports = tick(defs, "exports_sensor", instance, exports.cursor)
+    timed("refresh run (bronze to exports)",
+          lambda: launch(defs, instance, raw.run_requests[0], "refresh_all", as_of))
+    exports = timed("exports sensor tick",
+                    lambda: tick(defs, "exports_sensor", instance, exports.cursor))
     if not exports.run_requests:
         raise SystemExit("the exports sensor requested no snapshot after the refresh")
-    stages["exports sensor tick"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of)
-    stages["snapshot run"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    snapshot = client.snapshot()
-    claims = snapshot.tables["claims_analytics"].column("claim_id").to_pylist()
-    if NEW_CLAIM_ID not in claims:
-        raise SystemExit("the new claim is not in the published snapshot")
-    stages["snapshot client cold read"] = time.perf_counter() - mark
+    timed("snapshot run",
+          lambda: launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of))
+
+    def read_new_claim() -> None:
+        claims = client.snapshot().tables["claims_analytics"].column("claim_id").to_pylist()
+        if NEW_CLAIM_ID not in claims:
+            raise SystemExit("the new claim is not in the published snapshot")
+
+    timed("snapshot client cold read", read_new_claim)
     total = time.perf_counter() - start
     version = client.status()["version"]
     if version == previous_version:
@@ -102,16 +104,9 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lake", required=True)
-    parser.add_argument("--as-of", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--dagster-home", required=True, help="the DAGSTER_HOME of the full refresh")
-    args = parser.parse_args()
-    result = measure(os.path.abspath(args.lake), args.as_of, os.path.abspath(args.dagster_home))
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    from bench.probe import measure_main
 
+    measure_main(measure, __doc__.split("\n")[0], "the DAGSTER_HOME of the full refresh")
 
 if __name__ == "__main__":
     main()

@@ -148,17 +148,22 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def measure_main(measure, description: str, home_help: str) -> None:
+    """The command line of a measuring module: --lake, --as-of, --dagster-home in, JSON to --out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--lake", required=True)
     parser.add_argument("--as-of", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--dagster-home", required=True,
-                        help="an initialised DAGSTER_HOME with no runs (see init_home)")
+    parser.add_argument("--dagster-home", required=True, help=home_help)
     args = parser.parse_args()
     result = measure(os.path.abspath(args.lake), args.as_of, os.path.abspath(args.dagster_home))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
+
+
+def main() -> None:
+    measure_main(measure, __doc__.split("\n")[0],
+                 "an initialised DAGSTER_HOME with no runs (see init_home)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import pyarrow.csv as pacsv
 
 from petinsure_assets.contracts import BRONZE_METADATA, Entity
 from petinsure_assets.lake import Lake, TableWrite
+from petinsure_assets.storage import file_sha256
 
 LEDGER_TABLE = "_file_ledger"
 COMMIT_FILES_KEY = "petinsure.ingested_files"
@@ -121,14 +122,6 @@ class IngestResult:
 Log = Callable[[str], None]
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(8 * 1024 * 1024), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def list_raw_files(lake: Lake, entity: Entity) -> list[RawFile]:
     """Files in raw/<entity>/, sorted by name; hidden and temporary (`.`, `_`) files ignored."""
     files = []
@@ -209,7 +202,7 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> tuple[list[RawFile], lis
         if seen and seen["size_bytes"] == f.size_bytes and seen["modified_ns"] == f.modified_ns:
             continue
         with lake.files.local_copy(f.source_file) as local:
-            f.sha256 = _sha256(local)
+            f.sha256 = file_sha256(local)
         if seen and seen["sha256"] == f.sha256:
             touched.append(f)
         else:

@@ -37,6 +37,7 @@ from petinsure_assets.gold import GOLD_TABLES as GOLD_SPECS
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
 from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
+from petinsure_assets.storage import file_sha256
 
 SNAPSHOT_DIR = "snapshots"
 DEFAULT_RETENTION = 5
@@ -145,14 +146,6 @@ def read_latest(lake: Lake) -> dict[str, Any] | None:
     return json.loads(lake.files.read_bytes(path)) if lake.files.exists(path) else None
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(8 * 1024 * 1024), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
             now: datetime | None = None) -> PublishResult:
     """Publish the current gold exports as a snapshot version, unless nothing changed.
@@ -201,7 +194,7 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
         files[f"{name}.json"] = to_json_bytes(document)
         rows[f"{name}.json"] = len(document["months"]) if name == "kpis" else 1
 
-    content = {name: _sha256(data) if isinstance(data, bytes) else _file_sha256(data)
+    content = {name: _sha256(data) if isinstance(data, bytes) else file_sha256(data)
                for name, data in sorted(files.items())}
     fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
     latest = read_latest(lake)

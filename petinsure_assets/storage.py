@@ -12,6 +12,7 @@ carry a signed URL.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -28,6 +29,15 @@ T = TypeVar("T")
 # A transient storage failure is retried this many times, waiting 0.5, 1, 2 ... seconds.
 RETRY_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 0.5
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a local file, read in 8 MiB chunks (never the whole file in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(8 * 1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class StorageError(Exception):
