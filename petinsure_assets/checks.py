@@ -136,8 +136,9 @@ PHONE = r"\(\d{3}\) \d{3}-\d{4}"
 EMAIL = r"[a-z0-9._%+\-]+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}"
 STATE = r"[A-Z]{2}"
 ZIP = r"[0-9]{5}"
-QUARANTINE_REASONS = ("malformed_record", "missing_key", "bad_date", "negative_amount",
-                      "overpaid", "orphan_fk")
+# The hard rules of docs/rules.md, in the order they apply (first match wins).
+QUARANTINE_REASONS = ("malformed_record", "missing_key", "bad_date", "bad_value",
+                      "negative_amount", "overpaid", "orphan_fk")
 
 
 def quality_score(key: str) -> Check:

@@ -119,10 +119,25 @@ def _latest_check(instance: dg.DagsterInstance, asset: list[str], name: str):
     return record.event.dagster_event.event_specific_data if record else None
 
 
-def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(lake: LakeFixture):
+def _silver_forgets_to_map_claim_statuses(monkeypatch) -> None:
+    """No raw record can fail a silver check (a status "Lost" is quarantined as bad_value): the
+    checks guard the code. So the defect that trips one is in the code: silver passes claim
+    statuses through unmapped, and "Lost" reaches silver/fact_claims."""
+    from petinsure_assets import silver
+    from petinsure_assets.queries import sql_text
+
+    mapped = "canonical(status, getvariable('accepted_claim_statuses')) AS status"
+    assert mapped in sql_text("silver/fact_claims")
+    monkeypatch.setattr(silver, "sql_text", lambda name: sql_text(name).replace(
+        mapped, "clean_text(status) AS status"))
+
+
+def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(lake: LakeFixture, monkeypatch):
+    _silver_forgets_to_map_claim_statuses(monkeypatch)
     write_base(lake, [claim("CLM-1", "2025-02-10", "200.00", "150.00", status="Lost")])
     instance = dg.DagsterInstance.ephemeral()
     summary = run_refresh(str(lake.root), as_of=AS_OF, instance=instance, log_level="WARNING")
+    monkeypatch.undo()
 
     assert not summary.success
     assert "status_accepted" in summary.failures[0]
@@ -135,8 +150,8 @@ def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(lake: Lake
     blocked = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert blocked.total_requested == 0
 
-    # The fix arrives as a later version of the claim; bronze and silver (and their checks)
-    # are refreshed, the gate passes, and automation now asks for the gold tables.
+    # The code is fixed and a later version of the claim arrives; bronze and silver (and their
+    # checks) are refreshed, the gate passes, and automation now asks for the gold tables.
     lake.write_raw("claims", "CLM-1_20250301_000000_000000.json", json.dumps(
         {**json.loads(claim("CLM-1", "2025-02-10", "200.00", "150.00")),
          "updated_at": "2025-03-01T00:00:00"}))
@@ -251,6 +266,7 @@ def webhook():
 def test_failed_run_alerts_through_the_sensor_to_the_webhook(lake: LakeFixture, webhook, monkeypatch):
     url, received = webhook
     monkeypatch.setenv("PETINSURE_ALERT_WEBHOOK_URL", url)
+    _silver_forgets_to_map_claim_statuses(monkeypatch)
     write_base(lake, [claim("CLM-1", "2025-02-10", "200.00", "150.00", status="Lost")])
     instance = dg.DagsterInstance.ephemeral()
     defs = build_definitions(str(lake.root))

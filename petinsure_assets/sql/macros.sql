@@ -4,18 +4,37 @@
 -- Text: trimmed, empty -> null.
 CREATE OR REPLACE MACRO clean_text(x) AS nullif(trim(x), '');
 
--- Dates: ISO YYYY-MM-DD (a time part is ignored) or US MM/DD/YYYY; anything else -> null.
-CREATE OR REPLACE MACRO parse_date(x) AS CAST(coalesce(
-    try_strptime(left(clean_text(x), 10), '%Y-%m-%d'),
-    try_strptime(clean_text(x), '%m/%d/%Y')) AS DATE);
+-- Dates, strictly (docs/rules.md, "Dates"): YYYY-MM-DD; a full ISO date-time
+-- YYYY-MM-DDTHH:MM:SS[.ffffff] with an optional Z or +HH[:MM] offset (a valid time of day; the date
+-- as written is taken); or US MM/DD/YYYY (1 or 2 digit month and day). Anything else -> null, and
+-- so are dates that do not exist (2023-02-29) and text around a date (2025-12-31garbage).
+CREATE OR REPLACE MACRO is_iso_date_time(t) AS regexp_full_match(t,
+    '[0-9]{4}-[0-9]{2}-[0-9]{2}(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?');
+CREATE OR REPLACE MACRO parse_date(x) AS CAST(CASE
+    WHEN is_iso_date_time(clean_text(x)) THEN try_strptime(left(clean_text(x), 10), '%Y-%m-%d')
+    WHEN regexp_full_match(clean_text(x), '[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}')
+        THEN try_strptime(clean_text(x), '%m/%d/%Y')
+    END AS DATE);
 
--- Timestamps (updated_at): ISO date-time, or any date parse_date accepts (midnight).
-CREATE OR REPLACE MACRO parse_ts(x) AS coalesce(
-    try_cast(clean_text(x) AS TIMESTAMP),
-    CAST(parse_date(x) AS TIMESTAMP));
+-- Date bounds: a parsed date d counts only within [1900-01-01, the record's ingestion date (UTC)
+-- + `ahead`] (an INTERVAL), else null. Relative to the record itself, so that rebuilding silver
+-- from bronze on any later day gives the same rows; wide enough for any real pet, customer, claim
+-- or policy date, narrow enough that no gold table can span millennia.
+CREATE OR REPLACE MACRO bounded_date(d, ingested_at, ahead) AS CASE
+    WHEN d >= DATE '1900-01-01' AND d <= CAST(CAST(ingested_at AS DATE) + ahead AS DATE) THEN d END;
+
+-- Timestamps (updated_at): the same grammar as parse_date, strictly; a date alone is midnight.
+CREATE OR REPLACE MACRO parse_ts(x) AS CASE
+    WHEN is_iso_date_time(clean_text(x)) THEN try_cast(clean_text(x) AS TIMESTAMP)
+    ELSE CAST(parse_date(x) AS TIMESTAMP) END;
 
 -- Money: exact decimal with 2 places; unparseable -> null.
 CREATE OR REPLACE MACRO parse_money(x) AS try_cast(clean_text(x) AS DECIMAL(18, 2));
+-- Amounts (claim, paid, premium, deductible, coverage limit): money whose magnitude is below 10^9,
+-- else null. The bound keeps every sum of gold exact in DECIMAL(18, 2) (up to 10^7 claims at the
+-- bound) and every rounded division inside a HUGEINT.
+CREATE OR REPLACE MACRO parse_amount(x) AS CASE
+    WHEN abs(parse_money(x)) < 1000000000 THEN parse_money(x) END;
 CREATE OR REPLACE MACRO parse_double(x) AS try_cast(clean_text(x) AS DOUBLE);
 CREATE OR REPLACE MACRO parse_int(x) AS try_cast(clean_text(x) AS INTEGER);
 
@@ -82,6 +101,16 @@ CREATE OR REPLACE MACRO div_round(n, d, s) AS CASE WHEN d IS NULL OR d = 0 OR n 
 CREATE OR REPLACE MACRO ratio(n, d) AS div_round(n, d, 4);
 CREATE OR REPLACE MACRO pct(n, d) AS div_round(n, d, 2);
 CREATE OR REPLACE MACRO money_div(n, d) AS CAST(div_round(n, d, 2) AS DECIMAL(18, 2));
+
+-- A person's name: first and last joined by one space, a missing part left out, null when both are.
+CREATE OR REPLACE MACRO full_name(first_name, last_name) AS
+    nullif(concat_ws(' ', first_name, last_name), '');
+
+-- Free text shown outside the lake (exports, snapshots, API): e-mail addresses become [email] and
+-- phone numbers (10 digits, optionally +1 first, in the usual groupings) [phone].
+CREATE OR REPLACE MACRO mask_contacts(x) AS regexp_replace(
+    regexp_replace(x, '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}', '[email]', 'g'),
+    '(\+?1[ .-]?)?(\([0-9]{3}\)|[0-9]{3})[ .-]?[0-9]{3}[ .-]?[0-9]{4}', '[phone]', 'g');
 
 -- Whole months between a and b (a <= b), 0 when b < a (RULES.md vocabulary).
 CREATE OR REPLACE MACRO whole_months(a, b) AS CASE WHEN b < a THEN 0 ELSE

@@ -1,5 +1,6 @@
 -- gold.claims_analytics: every silver claim with its customer, pet, plan and provider attributes,
--- service month and reimbursement rate (paid / claimed, approved claims only).
+-- service month and reimbursement rate (paid / claimed, approved claims only, a null paid amount
+-- counting as 0). denial_reason is free text: contact data in it is masked (exports promise none).
 SELECT
     c.claim_id,
     c.claim_number,
@@ -14,8 +15,8 @@ SELECT
     c.paid_amount,
     c.status,
     c.processing_days,
-    c.denial_reason,
-    concat_ws(' ', cu.first_name, cu.last_name) AS customer_name,
+    mask_contacts(c.denial_reason) AS denial_reason,
+    full_name(cu.first_name, cu.last_name) AS customer_name,
     pe.pet_name,
     pe.species,
     pe.breed,
@@ -24,7 +25,7 @@ SELECT
     pr.provider_type,
     pr.is_in_network,
     strftime(c.service_date, '%Y-%m') AS service_month,
-    CASE WHEN c.is_approved THEN ratio(c.paid_amount, c.claim_amount) END AS reimbursement_rate
+    ratio(c.approved_paid, c.claim_amount) AS reimbursement_rate
 FROM claim_facts AS c
 LEFT JOIN dim_customers AS cu ON cu.customer_id = c.customer_id
 LEFT JOIN dim_pets AS pe ON pe.pet_id = c.pet_id

@@ -47,8 +47,10 @@ WITH active_policy_by_pet AS (
            uninsured_active_pets || ' active pet(s) without an active policy' AS reason,
            CASE WHEN active_policies > 0
                 THEN money_div(uninsured_active_pets * annual_premium, active_policies)
-                ELSE money_div(uninsured_active_pets * (SELECT annual_premium FROM book),
-                               (SELECT active_policies FROM book)) END AS estimated_revenue
+                -- An empty book (no active policy at all) estimates 0, never null.
+                ELSE coalesce(money_div(uninsured_active_pets * (SELECT annual_premium FROM book),
+                                        (SELECT active_policies FROM book)), CAST(0 AS DECIMAL(18, 2))) END
+               AS estimated_revenue
     FROM per_customer WHERE uninsured_active_pets > 0
     UNION ALL
     SELECT customer_id, full_name, 'Wellness Add-on',

@@ -10,8 +10,10 @@ WITH typed AS (
         canonical(species, getvariable('accepted_species')) AS species,
         clean_text(breed) AS breed,
         canonical(gender, ['Male', 'Female']) AS gender,
-        parse_date(date_of_birth) AS date_of_birth,
-        CASE WHEN parse_double(weight_lbs) > 0 THEN parse_double(weight_lbs) END AS weight_lbs,
+        bounded_date(parse_date(date_of_birth), _ingested_at, INTERVAL 1 YEAR) AS date_of_birth,
+        -- > 0 and below 10^9 (which also leaves out inf and NaN: NaN sorts above every number).
+        CASE WHEN parse_double(weight_lbs) > 0 AND parse_double(weight_lbs) < 1000000000
+             THEN parse_double(weight_lbs) END AS weight_lbs,
         CASE WHEN regexp_full_match(clean_text(microchip_id), '[0-9]{15}')
              THEN clean_text(microchip_id) END AS microchip_id,
         parse_bool(is_neutered) AS is_neutered,

@@ -1,6 +1,7 @@
 -- silver.dim_policies: typed, cleaned policies, validated, then the latest version per key.
 -- Reads: policies_raw, dim_customers, dim_pets (foreign keys). Writes policies_staged, dim_policies.
--- Hard rules: bad_date (effective_date, expiration_date), negative_amount (monthly_premium),
+-- Hard rules (docs/rules.md, first match wins): malformed_record, missing_key, bad_date
+-- (effective_date, expiration_date), bad_value (status), negative_amount (monthly_premium),
 -- orphan_fk (customer_id, pet_id).
 -- Quality score: plan_name (accepted value), monthly_premium, deductible, coverage_limit.
 CREATE OR REPLACE TEMP TABLE policies_staged AS
@@ -11,11 +12,11 @@ WITH typed AS (
         clean_text(customer_id) AS customer_id,
         clean_text(pet_id) AS pet_id,
         canonical(plan_name, getvariable('accepted_plan_names')) AS plan_name,
-        parse_money(monthly_premium) AS monthly_premium,
-        CASE WHEN parse_money(deductible) >= 0 THEN parse_money(deductible) END AS deductible,
-        CASE WHEN parse_money(coverage_limit) > 0 THEN parse_money(coverage_limit) END AS coverage_limit,
-        parse_date(effective_date) AS effective_date,
-        parse_date(expiration_date) AS expiration_date,
+        parse_amount(monthly_premium) AS monthly_premium,
+        CASE WHEN parse_amount(deductible) >= 0 THEN parse_amount(deductible) END AS deductible,
+        CASE WHEN parse_amount(coverage_limit) > 0 THEN parse_amount(coverage_limit) END AS coverage_limit,
+        bounded_date(parse_date(effective_date), _ingested_at, INTERVAL 10 YEAR) AS effective_date,
+        bounded_date(parse_date(expiration_date), _ingested_at, INTERVAL 10 YEAR) AS expiration_date,
         canonical(status, getvariable('accepted_policy_statuses')) AS status,
         parse_bool(includes_wellness) AS includes_wellness,
         parse_bool(includes_dental) AS includes_dental,
@@ -31,14 +32,18 @@ SELECT
         WHEN _parse_error IS NOT NULL THEN 'malformed_record'
         WHEN t.policy_id IS NULL THEN 'missing_key'
         WHEN t.effective_date IS NULL OR t.expiration_date IS NULL THEN 'bad_date'
+        WHEN t.status IS NULL THEN 'bad_value'
         WHEN t.monthly_premium < 0 THEN 'negative_amount'
         WHEN c.customer_id IS NULL OR p.pet_id IS NULL THEN 'orphan_fk'
     END AS _reject_reason,
     CASE
         WHEN _parse_error IS NOT NULL THEN _parse_error
         WHEN t.policy_id IS NULL THEN NULL
-        WHEN t.effective_date IS NULL THEN 'effective_date ' || coalesce(t._bronze.effective_date, '(empty)') || ' is not a date'
-        WHEN t.expiration_date IS NULL THEN 'expiration_date ' || coalesce(t._bronze.expiration_date, '(empty)') || ' is not a date'
+        WHEN t.effective_date IS NULL THEN 'effective_date ' || coalesce(t._bronze.effective_date, '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
+        WHEN t.expiration_date IS NULL THEN 'expiration_date ' || coalesce(t._bronze.expiration_date, '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
+        WHEN t.status IS NULL
+            THEN 'status ' || coalesce(clean_text(t._bronze.status), '(empty)') || ' is not one of '
+                 || array_to_string(getvariable('accepted_policy_statuses'), ', ')
         WHEN t.monthly_premium < 0 THEN 'monthly_premium ' || CAST(t.monthly_premium AS VARCHAR) || ' < 0'
         ELSE concat_ws('; ',
             CASE WHEN c.customer_id IS NULL THEN 'customer_id ' || coalesce(t.customer_id, '(empty)') || ' not in dim_customers' END,

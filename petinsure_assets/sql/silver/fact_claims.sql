@@ -1,7 +1,8 @@
 -- silver.fact_claims: typed, cleaned claims, validated, then the latest version per key.
 -- Reads: claims_raw, dim_customers, dim_policies, dim_pets, dim_providers (foreign keys).
 -- Writes claims_staged, fact_claims.
--- Hard rules: bad_date (service_date), negative_amount (claim_amount, paid_amount),
+-- Hard rules (docs/rules.md, first match wins): malformed_record, missing_key, bad_date
+-- (service_date), bad_value (claim_amount, status), negative_amount (claim_amount, paid_amount),
 -- overpaid (paid_amount > claim_amount), orphan_fk (customer, policy, pet, provider).
 -- Quality score: claim_type (accepted value), claim_category, paid_amount, processing_days (>= 0).
 CREATE OR REPLACE TEMP TABLE claims_staged AS
@@ -15,9 +16,9 @@ WITH typed AS (
         clean_text(provider_id) AS provider_id,
         canonical(claim_type, getvariable('accepted_claim_types')) AS claim_type,
         clean_text(claim_category) AS claim_category,
-        parse_date(service_date) AS service_date,
-        parse_money(claim_amount) AS claim_amount,
-        parse_money(paid_amount) AS paid_amount,
+        bounded_date(parse_date(service_date), _ingested_at, INTERVAL 1 YEAR) AS service_date,
+        parse_amount(claim_amount) AS claim_amount,
+        parse_amount(paid_amount) AS paid_amount,
         canonical(status, getvariable('accepted_claim_statuses')) AS status,
         CASE WHEN parse_int(processing_days) >= 0 THEN parse_int(processing_days) END AS processing_days,
         clean_text(denial_reason) AS denial_reason,
@@ -32,6 +33,7 @@ SELECT
         WHEN _parse_error IS NOT NULL THEN 'malformed_record'
         WHEN t.claim_id IS NULL THEN 'missing_key'
         WHEN t.service_date IS NULL THEN 'bad_date'
+        WHEN t.claim_amount IS NULL OR t.status IS NULL THEN 'bad_value'
         WHEN t.claim_amount < 0 OR t.paid_amount < 0 THEN 'negative_amount'
         WHEN t.paid_amount > t.claim_amount THEN 'overpaid'
         WHEN c.customer_id IS NULL OR po.policy_id IS NULL OR pe.pet_id IS NULL
@@ -41,7 +43,14 @@ SELECT
         WHEN _parse_error IS NOT NULL THEN _parse_error
         WHEN t.claim_id IS NULL THEN NULL
         WHEN t.service_date IS NULL
-            THEN 'service_date ' || coalesce(t._bronze.service_date, '(empty)') || ' is not a date'
+            THEN 'service_date ' || coalesce(t._bronze.service_date, '(empty)')
+                 || ' is not a date from 1900-01-01 to a year after ingestion'
+        WHEN t.claim_amount IS NULL
+            THEN 'claim_amount ' || coalesce(clean_text(t._bronze.claim_amount), '(empty)')
+                 || ' is not a number below 10^9 in magnitude'
+        WHEN t.status IS NULL
+            THEN 'status ' || coalesce(clean_text(t._bronze.status), '(empty)') || ' is not one of '
+                 || array_to_string(getvariable('accepted_claim_statuses'), ', ')
         WHEN t.claim_amount < 0 OR t.paid_amount < 0
             THEN 'claim_amount ' || coalesce(CAST(t.claim_amount AS VARCHAR), 'null')
                  || ', paid_amount ' || coalesce(CAST(t.paid_amount AS VARCHAR), 'null')

@@ -28,7 +28,7 @@ WITH pol AS (
 )
 SELECT
     cu.*,
-    concat_ws(' ', cu.first_name, cu.last_name) AS full_name,
+    full_name(cu.first_name, cu.last_name) AS full_name,
     coalesce(pe.total_pets, 0) AS total_pets,
     coalesce(pe.active_pets, 0) AS active_pets,
     pe.oldest_active_pet_age,
