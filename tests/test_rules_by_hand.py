@@ -861,3 +861,226 @@ def test_gold_cross_sell_recommendations(built):
     problems = [f"cross_sell[{e['customer_id']}, {e['recommendation']}].{c}: expected {e[c]!r}, "
                 f"got {g[c]!r}" for g, e in zip(got_p, expected) for c in e if g[c] != e[c]]
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules v2, each worked by hand on two more tiny raw zones (as_of 2025-06-30 again).
+#
+# Lake "v2": a book with NO active policy (every policy Expired by as_of), so Insure Additional
+# Pet falls back to the book-wide average of an empty book; a loss ratio of exactly 0.49998; an
+# approved claim with no paid amount; names with missing parts; every bad_value case.
+# Lake "dental": one customer whose pets have several active policies each.
+# --------------------------------------------------------------------------------------------
+
+V2_CUSTOMERS_CSV = "\n".join([
+    "customer_id,first_name,last_name,email,phone,address,city,state,zip_code,date_of_birth,"
+    "customer_since,segment,lifetime_value,updated_at",
+    "CUST-A,Ann,,ann@example.com,5551230001,1 Main St,Austin,TX,78701,1980-01-01,2023-01-01,"
+    "Budget,,2024-01-01T00:00:00",          # no last name -> "Ann"
+    "CUST-B,,,b@example.com,5551230002,2 Main St,Austin,TX,78701,1981-01-01,2023-01-01,"
+    "Budget,,2024-01-01T00:00:00",          # neither -> null
+    "CUST-C,  ,Cruz,c@example.com,5551230003,3 Main St,Austin,TX,78701,1982-01-01,2023-01-01,"
+    "Budget,,2024-01-01T00:00:00",          # whitespace-only first name -> "Cruz"
+]) + "\n"
+V2_PETS_CSV = "\n".join([
+    "pet_id,customer_id,pet_name,species,breed,gender,date_of_birth,weight_lbs,microchip_id,"
+    "is_neutered,vaccination_status,pre_existing_conditions,is_active,updated_at",
+    "PET-A1,CUST-A,Rex,Dog,Lab,Male,2015-01-01,60,123456789012301,true,Current,None,true,2024-01-01",
+    "PET-B1,CUST-B,Tom,Cat,Siamese,Male,2020-01-01,9,123456789012302,true,Current,None,true,2024-01-01",
+    "PET-C1,CUST-C,Max,Dog,Pug,Male,2018-01-01,20,123456789012303,true,Current,None,false,2024-01-01",
+]) + "\n"
+V2_POLICY_HEADER = (
+    "policy_id,policy_number,customer_id,pet_id,plan_name,monthly_premium,deductible,coverage_limit,"
+    "effective_date,expiration_date,status,includes_wellness,includes_dental,includes_behavioral,"
+    "updated_at")
+V2_POLICIES_CSV = "\n".join([
+    V2_POLICY_HEADER,
+    # line 2: 5000.00 x 10 months (2024-01..2024-10) = 50000.00 earned; not active at as_of
+    "POL-A1,PN-A1,CUST-A,PET-A1,Basic,5000.00,250,100000,2024-01-01,2024-10-31,Expired,"
+    "false,false,false,2024-01-01",
+    # line 3: status "  eXPIRED " -> Expired (accepted values match case-insensitively, trimmed)
+    "POL-C1,PN-C1,CUST-C,PET-C1,Standard,10.00,250,5000,2024-01-01,2024-12-31,  eXPIRED ,"
+    "false,false,false,2024-01-01",
+    # line 4: unknown status -> bad_value
+    "POL-BV1,PN-B1,CUST-A,PET-A1,Basic,10.00,250,5000,2024-01-01,2024-12-31,Lapsed,"
+    "false,false,false,2024-01-01",
+    # line 5: empty status -> bad_value
+    "POL-BV2,PN-B2,CUST-A,PET-A1,Basic,10.00,250,5000,2024-01-01,2024-12-31,,"
+    "false,false,false,2024-01-01",
+    # line 6: unknown status AND negative premium -> bad_value (before negative_amount)
+    "POL-BV3,PN-B3,CUST-A,PET-A1,Basic,-1.00,250,5000,2024-01-01,2024-12-31,Lapsed,"
+    "false,false,false,2024-01-01",
+    # line 7: bad date AND unknown status -> bad_date (before bad_value)
+    "POL-BV4,PN-B4,CUST-A,PET-A1,Basic,10.00,250,5000,2024-13-01,2024-12-31,Lapsed,"
+    "false,false,false,2024-01-01",
+]) + "\n"
+
+
+def _v2_claim(cid, sdate, amount, paid, status, provider="PRV-1"):
+    return _claim(cid, f"CN-{cid}", "CUST-A", "POL-A1", "PET-A1", provider, "Illness", "Other",
+                  sdate, amount, paid, status, 5, None, "2024-05-01T00:00:00")
+
+
+V2_CLAIMS_JSONL = "\n".join([
+    _v2_claim("CLM-A1", "2024-03-01", "30000.00", "24999.00", "Paid"),        # line 1
+    _v2_claim("CLM-A2", "2024-04-01", "100.00", None, "Approved"),            # line 2: paid null
+    _v2_claim("CLM-A3", "2024-04-15", "50.00", "0.00", " dENIED "),           # line 3 -> Denied
+    _v2_claim("CLM-BV1", "2024-04-01", "10.00", "0.00", "Pending Payment"),   # line 4
+    _v2_claim("CLM-BV2", "2024-04-01", "10.00", "0.00", ""),                  # line 5
+    _v2_claim("CLM-BV3", "2024-04-01", "abc", "0.00", "Submitted"),           # line 6
+    _v2_claim("CLM-BV4", "2024-04-01", None, None, "Submitted"),              # line 7
+    _v2_claim("CLM-BV5", "2024-04-01", "1000000000.00", None, "Submitted"),   # line 8: = 10^9
+    _v2_claim("CLM-BV6", "2024-04-01", "-1000000000.00", None, "Submitted"),  # line 9: |x| = 10^9
+    _v2_claim("CLM-NEG", "2024-04-01", "-5.00", None, "Submitted"),           # line 10
+    _v2_claim("CLM-DS", "2024-02-30", "10.00", None, "Lost"),                 # line 11
+    _v2_claim("CLM-SN", "2024-04-01", "10.00", "-1.00", "Lost"),              # line 12
+    _v2_claim("CLM-SO", "2024-04-01", "10.00", None, "Lost", provider="PRV-404"),  # line 13
+]) + "\n"
+ONE_PROVIDER_CSV = "\n".join([
+    "provider_id,provider_name,provider_type,address,city,state,zip_code,phone,is_in_network,"
+    "average_rating,specialties,updated_at",
+    "PRV-1,Vet A,General Practice,2 Oak,Austin,TX,78701,5551112222,true,4.5,Dogs,2024-01-01",
+]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def built_v2(tmp_path_factory) -> LakeFixture:
+    lake = LakeFixture(tmp_path_factory.mktemp("rules_v2") / "lake")
+    lake.write_raw("customers", "customers.csv", V2_CUSTOMERS_CSV)
+    lake.write_raw("providers", "providers.csv", ONE_PROVIDER_CSV)
+    lake.write_raw("pets", "pets.csv", V2_PETS_CSV)
+    lake.write_raw("policies", "policies.csv", V2_POLICIES_CSV)
+    lake.write_raw("claims", "claims.jsonl", V2_CLAIMS_JSONL)
+    lake.refresh(as_of=AS_OF)
+    return lake
+
+
+CLAIM_STATUS_LIST = "Submitted, Under Review, Approved, Denied, Paid"
+NOT_AN_AMOUNT = " is not a number below 10^9 in magnitude"
+
+
+def test_v2_bad_value_cases_and_their_place_in_the_order(built_v2):
+    got = [(r["entity"], r["record_key"], r["reason"], r["source_line"], r["detail"])
+           for r in built_v2.rows("silver", "quarantine", order_by="entity, source_line")]
+    assert got == [
+        ("claims", "CLM-BV1", "bad_value", 4, f"status Pending Payment is not one of {CLAIM_STATUS_LIST}"),
+        ("claims", "CLM-BV2", "bad_value", 5, f"status (empty) is not one of {CLAIM_STATUS_LIST}"),
+        ("claims", "CLM-BV3", "bad_value", 6, "claim_amount abc" + NOT_AN_AMOUNT),
+        ("claims", "CLM-BV4", "bad_value", 7, "claim_amount (empty)" + NOT_AN_AMOUNT),
+        ("claims", "CLM-BV5", "bad_value", 8, "claim_amount 1000000000.00" + NOT_AN_AMOUNT),
+        ("claims", "CLM-BV6", "bad_value", 9, "claim_amount -1000000000.00" + NOT_AN_AMOUNT),
+        ("claims", "CLM-NEG", "negative_amount", 10, "claim_amount -5.00, paid_amount null"),
+        ("claims", "CLM-DS", "bad_date", 11,
+         "service_date 2024-02-30 is not a date from 1900-01-01 to a year after ingestion"),
+        ("claims", "CLM-SN", "bad_value", 12, f"status Lost is not one of {CLAIM_STATUS_LIST}"),
+        ("claims", "CLM-SO", "bad_value", 13, f"status Lost is not one of {CLAIM_STATUS_LIST}"),
+        ("policies", "POL-BV1", "bad_value", 4,
+         "status Lapsed is not one of Active, Expired, Cancelled, Pending"),
+        ("policies", "POL-BV2", "bad_value", 5,
+         "status (empty) is not one of Active, Expired, Cancelled, Pending"),
+        ("policies", "POL-BV3", "bad_value", 6,
+         "status Lapsed is not one of Active, Expired, Cancelled, Pending"),
+        ("policies", "POL-BV4", "bad_date", 7,
+         "effective_date 2024-13-01 is not a date from 1900-01-01 to 10 years after ingestion"),
+    ]
+    # Accepted values are stored in their accepted spelling.
+    assert [(r["claim_id"], r["status"]) for r in built_v2.rows("silver", "fact_claims", "claim_id")] \
+        == [("CLM-A1", "Paid"), ("CLM-A2", "Approved"), ("CLM-A3", "Denied")]
+    assert [(r["policy_id"], r["status"]) for r in built_v2.rows("silver", "dim_policies", "policy_id")] \
+        == [("POL-A1", "Expired"), ("POL-C1", "Expired")]
+
+
+def test_v2_loss_ratio_band_uses_the_rounded_ratio(built_v2):
+    # CUST-A: premium earned 5000.00 x 10 = 50000.00; paid CLM-A1 24999.00 + CLM-A2 null (0)
+    # = 24999.00; 24999 / 50000 = 0.49998 -> 0.5000 as shown -> band [0.5, 0.8) -> 10 points
+    # (0.49998 itself would score 0). Pet PET-A1 born 2015-01-01: 125 months -> 10 y -> 15.
+    # No claim in the last 12 months (both before 2024-06-30): 0. Total 25 -> Medium.
+    (risk,) = [r for r in built_v2.rows("gold", "risk_scoring") if r["customer_id"] == "CUST-A"]
+    assert (risk["loss_ratio"], risk["loss_ratio_score"], risk["pet_age_score"],
+            risk["claim_frequency_score"], risk["total_risk_score"], risk["risk_category"]) == (
+        0.5, 10, 15, 0, 25, "Medium")
+    (c360,) = [r for r in built_v2.rows("gold", "customer_360_view") if r["customer_id"] == "CUST-A"]
+    assert (c360["premium_earned"], c360["total_paid"], c360["total_claimed"], c360["loss_ratio"],
+            c360["risk_score"]) == (D("50000.00"), D("24999.00"), D("30150.00"), 0.5, 25)
+
+
+def test_v2_null_paid_amount_on_an_approved_claim_counts_as_zero(built_v2):
+    rates = {r["claim_id"]: (r["paid_amount"], r["reimbursement_rate"])
+             for r in built_v2.rows("gold", "claims_analytics")}
+    assert rates == {
+        "CLM-A1": (D("24999.00"), 0.8333),  # 24999 / 30000 = 0.83330
+        "CLM-A2": (None, 0.0),              # approved, paid null -> 0 / 100.00
+        "CLM-A3": (D("0.00"), None),        # Denied: not approved
+    }
+    # 2024-04: CLM-A2 (approved, paid 0) and CLM-A3 (denied); in force POL-A1 5000 + POL-C1 10.
+    april = [r for r in built_v2.rows("gold", "monthly_kpis") if r["year_month"] == "2024-04"][0]
+    assert (april["total_claims"], april["approved_claims"], april["total_paid"],
+            april["premium_earned"], april["loss_ratio"]) == (2, 1, D("0.00"), D("5010.00"), 0.0)
+
+
+def test_v2_full_name_with_a_missing_part(built_v2):
+    names = {r["customer_id"]: r["full_name"] for r in built_v2.rows("gold", "customer_360_view")}
+    assert names == {"CUST-A": "Ann", "CUST-B": None, "CUST-C": "Cruz"}
+    assert {r["customer_name"] for r in built_v2.rows("gold", "claims_analytics")} == {"Ann"}
+
+
+def test_v2_empty_book_estimates_zero_for_insure_additional_pet(built_v2):
+    # No active policy anywhere (POL-A1 ended 2024-10-31, POL-C1 2024-12-31): PET-A1 and PET-B1 are
+    # active and uninsured; neither customer has an active policy, the book-wide average of an
+    # empty book is 0 -> 0.00, Low. PET-C1 is inactive. No other recommendation fires (they all
+    # need an active policy).
+    got = project(built_v2.rows("gold", "cross_sell_recommendations", "customer_id, recommendation"),
+                  ["customer_id", "full_name", "recommendation", "reason", "estimated_revenue",
+                   "priority"])
+    reason = "1 active pet(s) without an active policy"
+    assert got == [
+        {"customer_id": "CUST-A", "full_name": "Ann", "recommendation": "Insure Additional Pet",
+         "reason": reason, "estimated_revenue": D("0.00"), "priority": "Low"},
+        {"customer_id": "CUST-B", "full_name": None, "recommendation": "Insure Additional Pet",
+         "reason": reason, "estimated_revenue": D("0.00"), "priority": "Low"},
+    ]
+
+
+DENTAL_POLICIES_CSV = "\n".join([V2_POLICY_HEADER] + [
+    f"{pid},PN-{pid},CUST-D,{pet},Standard,30.00,250,5000,2025-01-01,2025-12-31,Active,"
+    f"false,{dental},false,2025-01-01"
+    for pid, pet, dental in [
+        ("POL-D1", "PET-D1", "false"), ("POL-D2", "PET-D1", "true"),   # one of two has dental
+        ("POL-D3", "PET-D2", "false"), ("POL-D4", "PET-D2", "false"),  # none of two has dental
+        ("POL-D5", "PET-D3", "false"),                                 # pet aged 2
+    ]]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def built_dental(tmp_path_factory) -> LakeFixture:
+    lake = LakeFixture(tmp_path_factory.mktemp("rules_dental") / "lake")
+    lake.write_raw("customers", "customers.csv", "\n".join([
+        V2_CUSTOMERS_CSV.splitlines()[0],
+        "CUST-D,Dee,Dent,d@example.com,5551230004,4 Main St,Austin,TX,78701,1980-01-01,2023-01-01,"
+        "Family,,2024-01-01T00:00:00"]) + "\n")
+    lake.write_raw("providers", "providers.csv", ONE_PROVIDER_CSV)
+    lake.write_raw("pets", "pets.csv", "\n".join([V2_PETS_CSV.splitlines()[0]] + [
+        f"{pet},CUST-D,{name},Dog,Lab,Male,{dob},50,12345678901230{i},true,Current,None,true,2024-01-01"
+        for i, (pet, name, dob) in enumerate([("PET-D1", "Ace", "2020-01-01"),
+                                              ("PET-D2", "Bo", "2019-06-30"),
+                                              ("PET-D3", "Cy", "2023-01-01")])]) + "\n")
+    lake.write_raw("policies", "policies.csv", DENTAL_POLICIES_CSV)
+    lake.write_raw("claims", "claims.jsonl", _claim(
+        "CLM-D1", "CN-D1", "CUST-D", "POL-D1", "PET-D1", "PRV-1", "Illness", "Other", "2025-03-01",
+        "100.00", "80.00", "Paid", 3, None, "2025-03-05T00:00:00") + "\n")
+    lake.refresh(as_of=AS_OF)
+    return lake
+
+
+def test_v2_dental_counts_pets_none_of_whose_active_policies_includes_dental(built_dental):
+    # PET-D1 (5 y): POL-D2 includes dental -> no. PET-D2 (2019-06-30 -> 72 months, 6 y): neither
+    # POL-D3 nor POL-D4 includes dental -> 1 pet (not 2 policies). PET-D3: 29 months -> 2 y < 3.
+    # 96 x 1 = 96.00 -> Low. Every active pet is insured, no Wellness claim, no Basic policy: the
+    # only recommendation.
+    got = project(built_dental.rows("gold", "cross_sell_recommendations"),
+                  ["customer_id", "full_name", "recommendation", "reason", "estimated_revenue",
+                   "priority"])
+    assert got == [{
+        "customer_id": "CUST-D", "full_name": "Dee Dent", "recommendation": "Dental Coverage",
+        "reason": "1 active pet(s) aged 3+ whose active policy lacks dental cover",
+        "estimated_revenue": D("96.00"), "priority": "Low"}]
