@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.baselines.pandas_notebooks --lake /tmp/lake --as-of 2026-01-31 --out /tmp/x
 
-The same rules as the product (RULES.md, and the product's SQL in petinsure_assets/sql/ for the
-choices RULES.md leaves open), written as idiomatic, vectorised pandas: typed columns, boolean
+The same rules as the product (docs/rules.md, the project's statement of every silver rule and
+gold number), written as idiomatic, vectorised pandas: typed columns, boolean
 masks, `np.select` for "first match wins", `sort_values` + `drop_duplicates` for the dedup,
 `groupby`/`merge` for gold, and key lookups through one `pd.factorize` (`key_positions`, far faster
 than `isin`/`map` on Arrow-backed strings). No DuckDB or Arrow compute in the logic; DuckDB only
@@ -63,6 +63,15 @@ US_STATES = {
 STATE_LOOKUP = {**{code.lower(): code for code in US_STATES},
                 **{name: code for code, name in US_STATES.items()}}
 EMAIL_RE = r"[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}"
+# The grammar of dates and timestamps (docs/rules.md, "Dates"); [0-9], not \d, which is Unicode.
+ISO_DATE_TIME_RE = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                    r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?")
+US_DATE_RE = r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}"
+OLDEST_DATE = pd.Timestamp("1900-01-01")
+AMOUNT_LIMIT_CENTS = 10**9 * 100  # amounts: magnitude below 10^9
+# Contact data masked in free text shown outside the lake (the product's mask_contacts macro).
+MASKS = ((r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),
+         (r"(?:\+?1[ .-]?)?(?:\([0-9]{3}\)|[0-9]{3})[ .-]?[0-9]{3}[ .-]?[0-9]{4}", "[phone]"))
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 FALSE_WORDS = {"false", "f", "no", "n", "0"}
 
@@ -78,19 +87,27 @@ def clean_text(s: pd.Series) -> pd.Series:
 
 
 def parse_date(s: pd.Series) -> pd.Series:
-    """ISO YYYY-MM-DD (a time part ignored) or US MM/DD/YYYY, else NaT."""
+    """Strictly: ISO YYYY-MM-DD, a full ISO date-time (its date taken) or US MM/DD/YYYY, else NaT."""
     s = clean_text(s)
-    out = pd.to_datetime(s.str[:10], format="%Y-%m-%d", errors="coerce")
-    retry = out.isna() & s.notna()
-    if retry.any():
-        out[retry] = pd.to_datetime(s[retry], format="%m/%d/%Y", errors="coerce")
+    iso = s.str.fullmatch(ISO_DATE_TIME_RE, na=False)
+    out = pd.to_datetime(s.str[:10].where(iso), format="%Y-%m-%d", errors="coerce")
+    us = s.str.fullmatch(US_DATE_RE, na=False)
+    if us.any():
+        out[us] = pd.to_datetime(s[us], format="%m/%d/%Y", errors="coerce")
     return out.astype("datetime64[us]")
 
 
+def bounded_date(d: pd.Series, ingested_at: pd.Series, years_ahead: int) -> pd.Series:
+    """d within [1900-01-01, the UTC date of ingestion + years_ahead years], else NaT."""
+    day = ingested_at.dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    latest = (day + pd.DateOffset(years=years_ahead)).astype("datetime64[us]")
+    return d.where((d >= OLDEST_DATE) & (d <= latest))
+
+
 def parse_ts(s: pd.Series) -> pd.Series:
-    """updated_at: an ISO date-time (or date), else any date parse_date accepts, else NaT."""
+    """updated_at: strictly an ISO date or date-time, else a US date (midnight), else NaT."""
     c = clean_text(s)
-    iso = c.where(c.str.match(r"\d{4}-\d{1,2}-\d{1,2}", na=False))
+    iso = c.where(c.str.fullmatch(ISO_DATE_TIME_RE, na=False))
     try:
         out = pd.to_datetime(iso, format="ISO8601", errors="coerce")
     except (ValueError, TypeError):  # mixed UTC offsets: DuckDB keeps the wall-clock time
@@ -99,7 +116,7 @@ def parse_ts(s: pd.Series) -> pd.Series:
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     out = out.astype("datetime64[us]")
-    retry = out.isna() & c.notna()
+    retry = out.isna() & c.str.fullmatch(US_DATE_RE, na=False)
     if retry.any():
         out[retry] = parse_date(c[retry])
     return out
@@ -115,6 +132,12 @@ def parse_cents(s: pd.Series) -> pd.Series:
     ok = np.isfinite(v) & (np.abs(v) < 1e16)
     cents = np.where(ok, _round_half_away(np.where(ok, v, 0.0) * 100), 0).astype(np.int64)
     return pd.Series(pd.arrays.IntegerArray(cents, ~ok), index=s.index)
+
+
+def parse_amount(s: pd.Series) -> pd.Series:
+    """An amount in cents: money whose magnitude is below 10^9 (after rounding), else missing."""
+    cents = parse_cents(s)
+    return cents.where(cents.abs() < AMOUNT_LIMIT_CENTS)
 
 
 def parse_double(s: pd.Series) -> pd.Series:
@@ -228,10 +251,17 @@ def lookup(keys: pd.Series, table: pd.DataFrame, key: str, columns: list[str]) -
                          for c in columns}, index=keys.index)
 
 
-def concat_ws(a: pd.Series, b: pd.Series) -> pd.Series:
-    """DuckDB concat_ws(' ', a, b): missing parts are skipped."""
-    both = a.notna() & b.notna()
-    return (a.fillna("") + " " + b.fillna("")).where(both, a.fillna("") + b.fillna(""))
+def full_name(first: pd.Series, last: pd.Series) -> pd.Series:
+    """First and last joined by one space, a missing part left out, missing when both are."""
+    both = first.notna() & last.notna()
+    joined = (first.fillna("") + " " + last.fillna("")).where(both, first.fillna("") + last.fillna(""))
+    return joined.where(first.notna() | last.notna())
+
+
+def mask_contacts(s: pd.Series) -> pd.Series:
+    for pattern, mask in MASKS:
+        s = s.str.replace(pattern, mask, regex=True)
+    return s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +319,14 @@ def in_range(parse, low, high):
     return parse_in_range
 
 
+def in_range_open(parse, low, high):
+    """low < value < high (which leaves out inf and NaN), else missing."""
+    def parse_in_range(s: pd.Series) -> pd.Series:
+        v = parse(s)
+        return v.where((v > low) & (v < high))
+    return parse_in_range
+
+
 def one_of(accepted):
     return lambda s: canonical(s, accepted)
 
@@ -325,15 +363,15 @@ PET_FIELDS = {
     "pet_id": clean_text, "customer_id": clean_text, "pet_name": clean_text,
     "species": one_of(contracts.SPECIES), "breed": clean_text,
     "gender": one_of(("Male", "Female")), "date_of_birth": parse_date,
-    "weight_lbs": positive(parse_double), "microchip_id": full_match("[0-9]{15}"),
+    "weight_lbs": in_range_open(parse_double, 0, 1e9), "microchip_id": full_match("[0-9]{15}"),
     "is_neutered": parse_bool, "vaccination_status": clean_text,
     "pre_existing_conditions": clean_text, "is_active": parse_bool,
 }
 POLICY_FIELDS = {
     "policy_id": clean_text, "policy_number": clean_text, "customer_id": clean_text,
     "pet_id": clean_text, "plan_name": one_of(contracts.PLAN_NAMES),
-    "monthly_premium": parse_cents, "deductible": positive(parse_cents, strict=False),
-    "coverage_limit": positive(parse_cents), "effective_date": parse_date,
+    "monthly_premium": parse_amount, "deductible": positive(parse_amount, strict=False),
+    "coverage_limit": positive(parse_amount), "effective_date": parse_date,
     "expiration_date": parse_date, "status": one_of(contracts.POLICY_STATUSES),
     "includes_wellness": parse_bool, "includes_dental": parse_bool,
     "includes_behavioral": parse_bool,
@@ -342,7 +380,7 @@ CLAIM_FIELDS = {
     "claim_id": clean_text, "claim_number": clean_text, "customer_id": clean_text,
     "policy_id": clean_text, "pet_id": clean_text, "provider_id": clean_text,
     "claim_type": one_of(contracts.CLAIM_TYPES), "claim_category": clean_text,
-    "service_date": parse_date, "claim_amount": parse_cents, "paid_amount": parse_cents,
+    "service_date": parse_date, "claim_amount": parse_amount, "paid_amount": parse_amount,
     "status": one_of(contracts.CLAIM_STATUSES),
     "processing_days": positive(parse_int, strict=False), "denial_reason": clean_text,
 }
@@ -350,6 +388,8 @@ CLAIM_FIELDS = {
 
 def silver_customers(raw: pd.DataFrame):
     t = typed(raw, CUSTOMER_FIELDS)
+    for col in ("date_of_birth", "customer_since"):
+        t[col] = bounded_date(t[col], t["_ingested_at"], 1)
     quality = t[["email", "phone", "address", "city", "state", "zip_code", "date_of_birth"]].notna().sum(axis=1)
     return _finish("customers", "customer_id", t, [
         ("malformed_record", t["_parse_error"].notna()),
@@ -368,6 +408,7 @@ def silver_providers(raw: pd.DataFrame):
 
 def silver_pets(raw: pd.DataFrame, customer_ids: pd.Series):
     t = typed(raw, PET_FIELDS)
+    t["date_of_birth"] = bounded_date(t["date_of_birth"], t["_ingested_at"], 1)
     quality = t[["breed", "gender", "date_of_birth", "weight_lbs", "microchip_id"]].notna().sum(axis=1)
     return _finish("pets", "pet_id", t, [
         ("malformed_record", t["_parse_error"].notna()),
@@ -378,11 +419,14 @@ def silver_pets(raw: pd.DataFrame, customer_ids: pd.Series):
 
 def silver_policies(raw: pd.DataFrame, customer_ids: pd.Series, pet_ids: pd.Series):
     t = typed(raw, POLICY_FIELDS)
+    for col in ("effective_date", "expiration_date"):
+        t[col] = bounded_date(t[col], t["_ingested_at"], 10)
     quality = t[["plan_name", "monthly_premium", "deductible", "coverage_limit"]].notna().sum(axis=1)
     return _finish("policies", "policy_id", t, [
         ("malformed_record", t["_parse_error"].notna()),
         ("missing_key", t["policy_id"].isna()),
         ("bad_date", t["effective_date"].isna() | t["expiration_date"].isna()),
+        ("bad_value", t["status"].isna()),
         ("negative_amount", t["monthly_premium"] < 0),
         ("orphan_fk", ~has_parent(t["customer_id"], customer_ids)
          | ~has_parent(t["pet_id"], pet_ids)),
@@ -391,6 +435,7 @@ def silver_policies(raw: pd.DataFrame, customer_ids: pd.Series, pet_ids: pd.Seri
 
 def silver_claims(raw: pd.DataFrame, customer_ids, policy_ids, pet_ids, provider_ids):
     t = typed(raw, CLAIM_FIELDS)
+    t["service_date"] = bounded_date(t["service_date"], t["_ingested_at"], 1)
     quality = t[["claim_type", "claim_category", "paid_amount", "processing_days"]].notna().sum(axis=1)
     orphan = (~has_parent(t["customer_id"], customer_ids) | ~has_parent(t["policy_id"], policy_ids)
               | ~has_parent(t["pet_id"], pet_ids) | ~has_parent(t["provider_id"], provider_ids))
@@ -398,6 +443,7 @@ def silver_claims(raw: pd.DataFrame, customer_ids, policy_ids, pet_ids, provider
         ("malformed_record", t["_parse_error"].notna()),
         ("missing_key", t["claim_id"].isna()),
         ("bad_date", t["service_date"].isna()),
+        ("bad_value", t["claim_amount"].isna() | t["status"].isna()),
         ("negative_amount", (t["claim_amount"] < 0) | (t["paid_amount"] < 0)),
         ("overpaid", t["paid_amount"] > t["claim_amount"]),
         ("orphan_fk", orphan),
@@ -474,7 +520,8 @@ def build_gold(silver: dict[str, pd.DataFrame], as_of: datetime.date) -> dict[st
     # --- facts shared by several tables (the product's gold views) ---------------------------
     claims["is_approved"] = claims["status"].isin(["Approved", "Paid"])
     claims["is_decided"] = claims["status"].isin(["Approved", "Paid", "Denied"])
-    claims["approved_paid"] = claims["paid_amount"].where(claims["is_approved"])
+    # Paid counts only on approved claims, a missing paid amount as 0.
+    claims["approved_paid"] = claims["paid_amount"].fillna(0).where(claims["is_approved"])
     claims["in_last_12_months"] = ((claims["service_date"] > pd.Timestamp(_minus_12_months(as_of)))
                                    & (claims["service_date"] <= as_of_ts))
     claims["is_denied"] = claims["status"] == "Denied"
@@ -528,7 +575,7 @@ def build_gold(silver: dict[str, pd.DataFrame], as_of: datetime.date) -> dict[st
          .merge(pol_agg, on="customer_id", how="left")
          .merge(cl_agg, on="customer_id", how="left")
          .merge(pe_agg, on="customer_id", how="left"))
-    m["full_name"] = concat_ws(m["first_name"], m["last_name"])
+    m["full_name"] = full_name(m["first_name"], m["last_name"])
     has_policies = m["total_policies"].notna()
     for col in ["total_pets", "active_pets", "total_policies", "active_policies", "total_claims",
                 "claims_last_12_months"]:
@@ -614,6 +661,7 @@ def build_gold(silver: dict[str, pd.DataFrame], as_of: datetime.date) -> dict[st
                         "provider_id", "claim_type", "claim_category", "service_date",
                         "claim_amount", "paid_amount", "status", "processing_days",
                         "denial_reason"]].copy()
+    analytics["denial_reason"] = mask_contacts(analytics["denial_reason"])
     analytics["customer_name"] = lookup(
         analytics["customer_id"], m, "customer_id", ["full_name"])["full_name"]
     analytics[["pet_name", "species", "breed"]] = lookup(
@@ -624,8 +672,7 @@ def build_gold(silver: dict[str, pd.DataFrame], as_of: datetime.date) -> dict[st
         analytics["provider_id"], providers, "provider_id",
         ["provider_name", "provider_type", "is_in_network"])
     analytics["service_month"] = _month_label(claims["month"])
-    analytics["reimbursement_rate"] = div_round(
-        claims["paid_amount"], claims["claim_amount"], 4).where(claims["is_approved"])
+    analytics["reimbursement_rate"] = div_round(claims["approved_paid"], claims["claim_amount"], 4)
     analytics = analytics.sort_values("claim_id", ignore_index=True)
 
     # --- monthly_kpis --------------------------------------------------------------------------
@@ -756,10 +803,12 @@ def build_gold(silver: dict[str, pd.DataFrame], as_of: datetime.date) -> dict[st
         "customer_id": r["customer_id"], "full_name": r["full_name"],
         "recommendation": "Insure Additional Pet",
         "reason": r["uninsured"].astype(str) + " active pet(s) without an active policy",
+        # An empty book (no active policy at all) estimates 0.
         "estimated_revenue": money_div(r["uninsured"] * r["annual_premium"],
                                        r["active_policies"]).where(own, money_div(
             r["uninsured"] * book_premium,
-            pd.Series(book_policies if book_policies else pd.NA, index=r.index, dtype="Int64"))),
+            pd.Series(book_policies if book_policies else pd.NA, index=r.index, dtype="Int64"))
+            .fillna(0)),
     }))
     r = pc[(pc["wellness_claims"] > 0) & (pc["no_wellness"] > 0)]
     recs.append(pd.DataFrame({
