@@ -88,7 +88,7 @@ PROVIDERS = Entity(
 ENTITIES: tuple[Entity, ...] = (CUSTOMERS, PROVIDERS, PETS, POLICIES, CLAIMS)
 BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
 
-# Accepted values (RULES.md, "Vocabulary"). Silver maps case variants onto these spellings;
+# Accepted values (docs/rules.md, "Vocabulary"). Silver maps case variants onto these spellings;
 # anything else becomes null.
 CLAIM_STATUSES = ("Submitted", "Under Review", "Approved", "Denied", "Paid")
 POLICY_STATUSES = ("Active", "Expired", "Cancelled", "Pending")

@@ -1,4 +1,4 @@
-"""Gold: the business tables, one SQL file each in sql/gold/ (formulas: RULES.md, "Gold").
+"""Gold: the business tables, one SQL file each in sql/gold/ (formulas: docs/rules.md, "Gold").
 
 Each asset registers its silver (and gold) inputs in a DuckDB session, creates the shared views it
 uses (sql/gold/views/), sets the as-of date and thresholds as variables and runs its file.
@@ -36,7 +36,8 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         "risk_scoring",
         ("customer_id",),
         "Per customer, a 0-100 risk score = min(100, claim frequency (10 per claim in the last 12 "
-        "months, max 40) + loss-ratio band (0/10/20/30 at 0.5/0.8/1.0) + oldest active pet age "
+        "months, max 40) + loss-ratio band (0/10/20/30 at 0.5/0.8/1.0, on the ratio rounded to 4 "
+        "decimals) + oldest active pet age "
         "(15 if >= 10 y, 10 if >= 7 y) + 15 if an active pet has a pre-existing condition); "
         "category Low < 25 <= Medium < 50 <= High < 75 <= Critical, with a recommended action.",
         _CUSTOMER_INPUTS,
@@ -58,7 +59,9 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         "claims_analytics",
         ("claim_id",),
         "Every claim with customer, pet, plan and provider attributes, service month (YYYY-MM) "
-        "and reimbursement rate = paid / claimed for approved (Approved or Paid) claims.",
+        "and reimbursement rate = paid / claimed for approved (Approved or Paid) claims (a null "
+        "paid amount counts as 0). E-mail addresses and phone numbers in denial_reason are "
+        "masked as [email] and [phone].",
         ("dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims"),
         ("claim_facts",),
     ),
@@ -85,9 +88,10 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         "cross_sell_recommendations",
         ("customer_id", "recommendation"),
         "One row per (customer, recommendation) that fires: Insure Additional Pet (active pet "
-        "without an active policy; customer's average annual premium per pet), Wellness Add-on "
-        "(wellness claims and active policies without wellness: 120 each), Dental Coverage "
-        "(active pets aged 3+ without dental: 96 each), Plan Upgrade (active Basic policies and "
+        "without an active policy; customer's average annual premium per pet, else the book's, 0 "
+        "for an empty book), Wellness Add-on (wellness claims and active policies without "
+        "wellness: 120 each), Dental Coverage (active pets aged 3+ none of whose active policies "
+        "includes dental: 96 each), Plan Upgrade (active Basic policies and "
         ">= 2 claims in 12 months: 180 each); priority High >= 200 > Medium >= 100 > Low.",
         _CUSTOMER_INPUTS,
         _CUSTOMER_VIEWS,

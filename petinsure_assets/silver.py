@@ -1,6 +1,6 @@
 """Silver: typed, cleaned, validated and deduplicated tables plus the quarantine, rebuilt from all
 of bronze in one DuckDB session (parents before children, so foreign keys are checked against the
-parents' silver keys). The rules are the SQL files in sql/silver/ (RULES.md, "Silver")."""
+parents' silver keys). The rules are the SQL files in sql/silver/ (docs/rules.md, "Silver")."""
 
 
 import dagster as dg
@@ -24,8 +24,8 @@ DESCRIPTIONS = {
     "dim_customers": "Customers, typed and cleaned (email, phone, state), latest version per customer_id.",
     "dim_providers": "Vet providers, typed and cleaned, latest version per provider_id.",
     "dim_pets": "Pets of known customers, typed and cleaned, latest version per pet_id.",
-    "dim_policies": "Policies of known customers and pets with valid dates, latest version per policy_id.",
-    "fact_claims": "Claims with valid dates and amounts whose customer, policy, pet and provider exist, latest version per claim_id.",
+    "dim_policies": "Policies of known customers and pets with valid dates and an accepted status, latest version per policy_id.",
+    "fact_claims": "Claims with a valid service date, amount and status whose customer, policy, pet and provider exist, latest version per claim_id.",
     "quarantine": "Every bronze record that failed a hard rule, with entity, key, reason code, detail, source file and line.",
 }
 

@@ -1,4 +1,4 @@
-"""Every business threshold behind a gold number, in one place (RULES.md, "Gold").
+"""Every business threshold behind a gold number, in one place (docs/rules.md, "Gold").
 
 The gold SQL reads them as DuckDB variables: `getvariable('tier_platinum_min')`. Change a value
 here and every table that uses it follows; nothing is repeated in the SQL.

@@ -1,5 +1,5 @@
 -- Shared parsing and arithmetic macros, created in every DuckDB session before a silver or gold
--- SQL file runs. Each rule of RULES.md that more than one table uses lives here, once.
+-- SQL file runs. Each rule of docs/rules.md that more than one table uses lives here, once.
 
 -- Text: trimmed, empty -> null.
 CREATE OR REPLACE MACRO clean_text(x) AS nullif(trim(x), '');
@@ -112,7 +112,7 @@ CREATE OR REPLACE MACRO mask_contacts(x) AS regexp_replace(
     regexp_replace(x, '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}', '[email]', 'g'),
     '(\+?1[ .-]?)?(\([0-9]{3}\)|[0-9]{3})[ .-]?[0-9]{3}[ .-]?[0-9]{4}', '[phone]', 'g');
 
--- Whole months between a and b (a <= b), 0 when b < a (RULES.md vocabulary).
+-- Whole months between a and b (a <= b), 0 when b < a (docs/rules.md, "Vocabulary").
 CREATE OR REPLACE MACRO whole_months(a, b) AS CASE WHEN b < a THEN 0 ELSE
     12 * (year(b) - year(a)) + (month(b) - month(a)) - CASE WHEN day(b) < day(a) THEN 1 ELSE 0 END
     END;

@@ -1,5 +1,5 @@
 -- gold.cross_sell_recommendations: one row per (customer, recommendation) that fires, with the
--- reason, estimated annual revenue and priority (RULES.md; amounts in thresholds.py).
+-- reason, estimated annual revenue and priority (docs/rules.md; amounts in thresholds.py).
 WITH active_policy_by_pet AS (
     SELECT pet_id,
            count(*) AS active_policies,

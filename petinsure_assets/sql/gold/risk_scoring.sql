@@ -1,5 +1,5 @@
 -- gold.risk_scoring: one row per silver customer; a 0-100 risk score from claim frequency, loss
--- ratio, pet age and pre-existing conditions (RULES.md; thresholds in thresholds.py).
+-- ratio, pet age and pre-existing conditions (docs/rules.md; thresholds in thresholds.py).
 WITH scored AS (
     SELECT
         customer_id,

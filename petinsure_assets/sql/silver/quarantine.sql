@@ -1,6 +1,5 @@
--- silver.quarantine: every bronze record that failed a hard rule, one reason each (RULES.md):
--- malformed_record, missing_key, bad_date, bad_value, negative_amount, overpaid, orphan_fk
--- (docs/rules.md).
+-- silver.quarantine: every bronze record that failed a hard rule, one reason each (docs/rules.md):
+-- malformed_record, missing_key, bad_date, bad_value, negative_amount, overpaid, orphan_fk.
 -- Reads the *_staged temp tables the entity files created.
 CREATE OR REPLACE TEMP TABLE quarantine AS
 SELECT 'customers' AS entity, customer_id AS record_key, _reject_reason AS reason,
