@@ -13,7 +13,7 @@ lookups that DuckDB answers with NULL use `try_element_at`, casts of text use `t
 
 Known differences left (tests/test_spark_sql.py compares the macros with DuckDB on dirty text):
 DuckDB's special timestamps ('infinity', 'epoch', BC dates, 24:00:00) and year 0 have no Spark
-equivalent and come out NULL; numeric text with '_' separators or hex integers is NULL on Spark;
+equivalent and come out NULL (the strict grammar of parse_date and parse_ts accepts none of them); numeric text with '_' separators or hex integers is NULL on Spark;
 CAST of a non-integer to an integer type rounds in DuckDB and truncates in Spark (the SQL files
 cast only integers that way; TRY_CAST of text is translated exactly); DuckDB's `/` on DECIMALs
 gives a DOUBLE, Spark's a DECIMAL (the SQL files divide only by DOUBLE).
