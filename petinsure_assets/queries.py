@@ -23,6 +23,9 @@ def sql_text(name: str) -> str:
 def prepare_session(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> None:
     """Create the shared macros and set the variables every SQL file may read."""
     con.execute("SET enable_progress_bar = false")
+    # Dates taken from timestamps (a record's ingestion date bounds its dates) are UTC dates on
+    # every machine, whatever its local time zone.
+    con.execute("SET TimeZone = 'UTC'")
     con.execute(sql_text("macros"))
     for name, values in ACCEPTED_VALUES.items():
         con.execute(f"SET VARIABLE {name} = $v", {"v": list(values)})
