@@ -108,6 +108,8 @@ NUMBERS = [  # (n, d): DECIMAL(18, 2) amounts and counts, signs, zero, NULL, hal
 NUMBER_MACROS = [
     "ratio(n, d)", "pct(n, d)", "money_div(n, d)", "div_round(n, d, 0)",
     "ratio(CAST(n * 100 AS BIGINT), CAST(d * 100 AS BIGINT))", "quality_score(i % 8, 7)",
+    # A BIGINT numerator that overflows a BIGINT once scaled by 10^6 (Spark sums INT as BIGINT).
+    "div_round(CAST(n * 100 AS BIGINT) * 1000000000, CAST(d * 100 AS BIGINT), 2)",
 ]
 DATES = [  # (a, b) for the calendar macros
     ("2020-02-29", "2026-01-31"), ("2024-01-31", "2024-02-29"), ("2024-03-31", "2024-02-29"),

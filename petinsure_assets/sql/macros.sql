@@ -92,12 +92,14 @@ CREATE OR REPLACE MACRO quality_score(valid, checked) AS
 
 -- Exact rounded division n / d to `s` decimals, half away from zero, as a DOUBLE (the nearest
 -- double to the exactly rounded decimal); null when d is null or 0. n and d may be DECIMAL or
--- integer with at most 6 decimals, which covers money and counts.
+-- integer with at most 6 decimals, which covers money and counts. Scaled to integers as
+-- DECIMAL(38, 6) first, so that no integer type of the input (Spark sums INT as BIGINT) can
+-- overflow: |n|, |d| < 10^20 fit the 128-bit arithmetic.
+CREATE OR REPLACE MACRO scaled_int(x) AS CAST(CAST(x AS DECIMAL(38, 6)) * 1000000 AS HUGEINT);
 CREATE OR REPLACE MACRO div_round(n, d, s) AS CASE WHEN d IS NULL OR d = 0 OR n IS NULL THEN NULL
     ELSE sign(n) * sign(d) * (
-        (abs(CAST(n * 1000000 AS HUGEINT)) * CAST(pow(10, s) AS HUGEINT) * 2
-            + abs(CAST(d * 1000000 AS HUGEINT)))
-        // (2 * abs(CAST(d * 1000000 AS HUGEINT)))) / pow(10, s) END;
+        (abs(scaled_int(n)) * CAST(pow(10, s) AS HUGEINT) * 2 + abs(scaled_int(d)))
+        // (2 * abs(scaled_int(d)))) / pow(10, s) END;
 CREATE OR REPLACE MACRO ratio(n, d) AS div_round(n, d, 4);
 CREATE OR REPLACE MACRO pct(n, d) AS div_round(n, d, 2);
 CREATE OR REPLACE MACRO money_div(n, d) AS CAST(div_round(n, d, 2) AS DECIMAL(18, 2));
