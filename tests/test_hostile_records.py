@@ -46,6 +46,7 @@ CLAIMS: dict[str, tuple[str, str | None]] = {
     "CLM-YEAR-9999": (_claim("CLM-YEAR-9999", service_date="9999-12-31"), "bad_date"),
     "CLM-GARBAGE-DATE": (_claim("CLM-GARBAGE-DATE", service_date="2025-12-31garbage"), "bad_date"),
     "CLM-HOUR-25": (_claim("CLM-HOUR-25", service_date="2025-12-31T25:00:00"), "bad_date"),
+    "CLM-NO-DATE": (_claim("CLM-NO-DATE", service_date=" "), "bad_date"),
     "CLM-ISO-TIME": (_claim("CLM-ISO-TIME", service_date="2025-04-02T23:59:59.5+02:00"), None),
     # Soft fields out of bounds become null: paid amount 10^11, processing days 10^10.
     "CLM-HUGE-PAID": (_claim("CLM-HUGE-PAID", paid_amount="100000000000",
@@ -102,10 +103,10 @@ def accounting(lake: LakeFixture, entity: str, table: str, key: str) -> dict:
 
 def _claims(lake: LakeFixture) -> dict:
     counts = accounting(lake, "claims", "fact_claims", "claim_id")
-    assert counts["bronze"] == len(CLAIMS) == 14
+    assert counts["bronze"] == len(CLAIMS) == 15
     expected = Counter(reason for _, reason in CLAIMS.values() if reason)
-    assert counts["quarantine"] == dict(expected) == {"bad_value": 5, "bad_date": 4}
-    assert counts["silver"] == 5 and counts["silver"] + 9 == counts["bronze"]
+    assert counts["quarantine"] == dict(expected) == {"bad_value": 5, "bad_date": 5}
+    assert counts["silver"] == 5 and counts["silver"] + 10 == counts["bronze"]
     assert counts["where"] == {k: reason for k, (_, reason) in CLAIMS.items()}
     return counts
 
@@ -189,6 +190,11 @@ def test_date_with_trailing_garbage_is_bad_date(hostile):
 
 def test_date_time_with_hour_25_is_bad_date(hostile):
     _case(hostile, "CLM-HOUR-25", "bad_date")
+
+
+def test_blank_service_date_is_bad_date(hostile):
+    _case(hostile, "CLM-NO-DATE", "bad_date",
+          "service_date (empty) is not a date from 1900-01-01 to a year after ingestion")
 
 
 def test_full_iso_date_time_gives_its_date(hostile):

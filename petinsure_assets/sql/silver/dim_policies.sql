@@ -39,8 +39,8 @@ SELECT
     CASE
         WHEN _parse_error IS NOT NULL THEN _parse_error
         WHEN t.policy_id IS NULL THEN NULL
-        WHEN t.effective_date IS NULL THEN 'effective_date ' || coalesce(t._bronze.effective_date, '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
-        WHEN t.expiration_date IS NULL THEN 'expiration_date ' || coalesce(t._bronze.expiration_date, '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
+        WHEN t.effective_date IS NULL THEN 'effective_date ' || coalesce(clean_text(t._bronze.effective_date), '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
+        WHEN t.expiration_date IS NULL THEN 'expiration_date ' || coalesce(clean_text(t._bronze.expiration_date), '(empty)') || ' is not a date from 1900-01-01 to 10 years after ingestion'
         WHEN t.status IS NULL
             THEN 'status ' || coalesce(clean_text(t._bronze.status), '(empty)') || ' is not one of '
                  || array_to_string(getvariable('accepted_policy_statuses'), ', ')

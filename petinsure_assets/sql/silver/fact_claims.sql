@@ -43,7 +43,7 @@ SELECT
         WHEN _parse_error IS NOT NULL THEN _parse_error
         WHEN t.claim_id IS NULL THEN NULL
         WHEN t.service_date IS NULL
-            THEN 'service_date ' || coalesce(t._bronze.service_date, '(empty)')
+            THEN 'service_date ' || coalesce(clean_text(t._bronze.service_date), '(empty)')
                  || ' is not a date from 1900-01-01 to a year after ingestion'
         WHEN t.claim_amount IS NULL
             THEN 'claim_amount ' || coalesce(clean_text(t._bronze.claim_amount), '(empty)')
