@@ -1,5 +1,3 @@
-import sys
+from petinsure_assets.cli import run
 
-from petinsure_assets.cli import main
-
-sys.exit(main())
+run()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import sys
 from enum import Enum
 from typing import Annotated, Any
 
@@ -220,9 +221,27 @@ app = create_app()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, uds: str | None = None) -> int:
-    """Serve `app` with uvicorn until Ctrl-C (status 0; 3 when it cannot start). SIGTERM ends
+    """Serve `app` with uvicorn until Ctrl-C (status 0; 3 when it cannot listen). SIGTERM ends
     the process by that signal after a graceful shutdown, as uvicorn does."""
-    import uvicorn
+    import socket
 
-    uvicorn.run(app, host=host, port=port, uds=uds)
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    if not uds:
+        uvicorn.run(app, host=host, port=port)  # reports a busy port itself (STARTUP_FAILURE)
+        return 0
+    # A Unix socket is bound here: uvicorn lets a path it cannot bind escape as a traceback.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(uds)
+    except OSError as e:
+        listener.close()
+        print(f"petinsure api: cannot listen on {uds}: {e.strerror or e}", file=sys.stderr)
+        return STARTUP_FAILURE
+    try:
+        uvicorn.run(app, fd=listener.fileno())
+    finally:
+        listener.close()
+        os.unlink(uds)
     return 0
