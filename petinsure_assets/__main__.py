@@ -1,3 +1,4 @@
-from petinsure_assets.cli import run
+from petinsure_assets.cli import main
+from petinsure_assets.entry_point import run_and_exit
 
-run()
+run_and_exit(main)

@@ -1,4 +1,5 @@
-"""`petinsure refresh`: the main job, headless, with a short summary at the end.
+"""`petinsure`: the main job headless with a short summary at the end (refresh), the demo raw data
+(generate), the reference API (api).
 
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
@@ -266,4 +267,4 @@ def run() -> NoReturn:
 
 
 if __name__ == "__main__":
-    run()
+    run_and_exit(main)

@@ -66,7 +66,7 @@ Priority = _choices("Priority", thresholds.CROSS_SELL_PRIORITIES)
 
 
 def _month(value: str) -> str:
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", value):
         raise ValueError("expected a month as YYYY-MM, e.g. 2025-03")
     return value
 

@@ -7,6 +7,7 @@ A plain interpreter then dies with SIGABRT every time; our entry points must not
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -64,6 +65,28 @@ def console_script(name: str) -> list[str]:
 
 PETINSURE = {"python -m petinsure_assets": ["-m", "petinsure_assets"],
              "petinsure (console script)": console_script("petinsure")}
+
+
+def _main_blocks(path: Path) -> list[list[ast.stmt]]:
+    """The code a module runs as a program: its `if __name__ == "__main__":` blocks (all of a
+    package's __main__.py)."""
+    tree = ast.parse(path.read_text())
+    if path.name == "__main__.py":
+        return [tree.body]
+    return [node.body for node in tree.body if isinstance(node, ast.If)
+            and ast.unparse(node.test) in ("__name__ == '__main__'", "'__main__' == __name__")]
+
+
+def test_every_program_of_the_project_ends_through_run_and_exit():
+    programs = {}
+    for path in sorted([*REPO.glob("petinsure_assets/**/*.py"), *REPO.glob("bench/**/*.py")]):
+        for block in _main_blocks(path):
+            calls = {ast.unparse(n.func) for stmt in block for n in ast.walk(stmt) if isinstance(n, ast.Call)}
+            programs[path.relative_to(REPO).as_posix()] = "run_and_exit" in calls
+    assert programs == {name: True for name in (
+        "bench/baselines/pandas_notebooks.py", "bench/baselines/spark_local.py", "bench/incremental.py",
+        "bench/probe.py", "bench/run.py", "petinsure_assets/__main__.py", "petinsure_assets/cli.py",
+        "petinsure_assets/demo_data.py", "petinsure_assets/snapshot_client.py")}
 
 
 def test_the_injected_fault_aborts_an_ordinary_exit(env, tmp_path: Path):
