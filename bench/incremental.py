@@ -109,4 +109,6 @@ def main() -> None:
     measure_main(measure, __doc__.split("\n")[0], "the DAGSTER_HOME of the full refresh")
 
 if __name__ == "__main__":
-    main()
+    from petinsure_assets.entry_point import run_and_exit
+
+    run_and_exit(main)

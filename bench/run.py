@@ -483,4 +483,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from petinsure_assets.entry_point import run_and_exit
+
+    run_and_exit(main)

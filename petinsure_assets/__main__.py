@@ -1,5 +1,4 @@
-import sys
-
 from petinsure_assets.cli import main
+from petinsure_assets.entry_point import run_and_exit
 
-sys.exit(main())
+run_and_exit(main)

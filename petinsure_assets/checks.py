@@ -17,7 +17,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from petinsure_assets import contracts
+from petinsure_assets import contracts, thresholds
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
 from petinsure_assets.resources import LakeResource, duckdb_config, markdown_preview
@@ -258,8 +258,8 @@ TABLE_CHECKS: dict[str, list[Check]] = {
     "gold/customer_360_view": [
         *primary_key("customer_id"),
         _every_customer_present(),
-        accepted_values("value_tier", ("Platinum", "Gold", "Silver", "Bronze"), "customer_id"),
-        accepted_values("risk_category", ("Low", "Medium", "High", "Critical"), "customer_id"),
+        accepted_values("value_tier", thresholds.VALUE_TIERS, "customer_id"),
+        accepted_values("risk_category", thresholds.RISK_CATEGORIES, "customer_id"),
         in_range("loss_ratio", "customer_id", low=0),
         in_range("premium_earned", "customer_id", low=0),
         _total_equals("claims_count_equals_silver", "sum of total_claims = silver claims",
@@ -272,7 +272,7 @@ TABLE_CHECKS: dict[str, list[Check]] = {
     "gold/risk_scoring": [
         *primary_key("customer_id"),
         _every_customer_present(),
-        accepted_values("risk_category", ("Low", "Medium", "High", "Critical"), "customer_id"),
+        accepted_values("risk_category", thresholds.RISK_CATEGORIES, "customer_id"),
         in_range("total_risk_score", "customer_id", 0, 100),
         in_range("loss_ratio", "customer_id", low=0),
     ],
@@ -319,9 +319,8 @@ TABLE_CHECKS: dict[str, list[Check]] = {
     "gold/cross_sell_recommendations": [
         *primary_key("customer_id", "recommendation"),
         foreign_key("customer_id", "silver/dim_customers", key="recommendation"),
-        accepted_values("recommendation", ("Insure Additional Pet", "Wellness Add-on",
-                                           "Dental Coverage", "Plan Upgrade"), "customer_id"),
-        accepted_values("priority", ("High", "Medium", "Low"), "customer_id, recommendation"),
+        accepted_values("recommendation", thresholds.CROSS_SELL_RECOMMENDATIONS, "customer_id"),
+        accepted_values("priority", thresholds.CROSS_SELL_PRIORITIES, "customer_id, recommendation"),
         in_range("estimated_revenue", "customer_id, recommendation", low=0),
     ],
 }

@@ -1,8 +1,10 @@
-"""`petinsure refresh`: the main job, headless, with a short summary at the end.
+"""`petinsure`: the main job headless with a short summary at the end (refresh), the demo raw data
+(generate), the reference API (api).
 
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
     petinsure generate --claims 15000 # only the demo raw data
+    petinsure api --port 8000         # the reference API over the lake's snapshots (uvicorn)
 
 Runs are recorded in the Dagster instance of DAGSTER_HOME (default ./.dagster_home), so they show
 up in the UI opened on the same folder.
@@ -15,10 +17,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import dagster as dg
 
 from petinsure_assets import contracts
+from petinsure_assets.entry_point import run_and_exit
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
@@ -26,6 +30,7 @@ from petinsure_assets.storage import StorageError
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
+DEFAULT_DEMO_SEED = 42
 SUMMARY_TABLES = (
     [("bronze", e.bronze_table) for e in contracts.ENTITIES]
     + [("silver", t) for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
@@ -184,6 +189,17 @@ def build_demo_snapshot() -> str:
         return summary.snapshot_version
 
 
+def _as_of_date(text: str) -> str:
+    """--as-of checked as the run will check it, so that a typo stops before anything runs."""
+    from petinsure_assets.resources import ReportingDate
+
+    try:
+        ReportingDate(as_of=text).date()
+    except dg.Failure as e:
+        raise argparse.ArgumentTypeError(e.description) from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petinsure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,18 +210,30 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lake", default=None,
                        help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT}; "
                        "with AZURE_STORAGE_ACCOUNT set and no --lake, the Azure account)")
-        p.add_argument("--claims", type=int, default=DEFAULT_DEMO_CLAIMS,
-                       help="demo data size in claims (default 15,000)")
-        p.add_argument("--seed", type=int, default=42)
-    refresh.add_argument("--as-of", default="", help="gold as-of date YYYY-MM-DD (default today UTC)")
+        # None = not given: a refresh on a raw zone that holds data says it ignores them.
+        p.add_argument("--claims", type=int, default=None,
+                       help=f"demo data size in claims (default {DEFAULT_DEMO_CLAIMS:,})")
+        p.add_argument("--seed", type=int, default=None, help=f"demo data seed (default {DEFAULT_DEMO_SEED})")
+    refresh.add_argument("--as-of", default="", type=_as_of_date,
+                         help="gold as-of date YYYY-MM-DD (default today UTC)")
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
+    api = sub.add_parser("api", help="serve the reference API over the snapshots (see reference_api)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--uds", default=None, help="listen on this Unix socket instead of host:port")
     args = parser.parse_args(argv)
 
     if args.command == "demo-snapshot":
         print(f"demo snapshot {build_demo_snapshot()} written to {DEMO_SNAPSHOT_DIR}")
         return 0
+    if args.command == "api":
+        from petinsure_assets.reference_api import serve
+
+        return serve(host=args.host, port=args.port, uds=args.uds)
     from petinsure_assets.resources import lake_resource_from_env
 
+    claims = DEFAULT_DEMO_CLAIMS if args.claims is None else args.claims
+    seed = DEFAULT_DEMO_SEED if args.seed is None else args.seed
     try:
         lake = lake_resource_from_env(args.lake and os.path.abspath(args.lake), resolve=True).lake()
         if lake.is_azure:
@@ -213,10 +241,17 @@ def main(argv: list[str] | None = None) -> int:
 
             verify(lake)
         if args.command == "generate" or raw_zone_is_empty(lake):
-            generate_into(lake, args.claims, args.seed)
+            generate_into(lake, claims, seed)
             if args.command == "generate":
                 return 0
-    except StorageError as e:
+        else:
+            ignored = " ".join(f"--{name} {value}" for name, value in
+                               (("claims", args.claims), ("seed", args.seed)) if value is not None)
+            if ignored:
+                print(f"petinsure: {lake.layer('raw')} already holds data; {ignored} ignored, the lake "
+                      "is refreshed as it is. To generate new demo data, pass --lake <new folder> or "
+                      "delete the lake first (`make clean` deletes ./lake).", file=sys.stderr)
+    except (StorageError, OSError) as e:
         print(f"petinsure: {e}", file=sys.stderr)
         return 2
     summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
@@ -225,5 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary.success else 1
 
 
+def run() -> NoReturn:
+    """The `petinsure` command and `python -m petinsure_assets`: main(), then the exit of
+    entry_point (the true status, whatever the interpreter's teardown would do)."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit(main)

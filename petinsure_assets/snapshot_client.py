@@ -12,13 +12,19 @@
 - Circuit breaker: after 3 consecutive failures it serves the bundled demo snapshot for 5 minutes,
   then tries the live store again. Before that, a failure serves the last good snapshot.
 - `set_live(False)` serves the demo snapshot (the admin toggle of the API).
+
+Verify a snapshot store from the command line (exit 0 and its version, or 1 and what is wrong):
+
+    python -m petinsure_assets.snapshot_client [FOLDER | --demo]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,9 +36,12 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from petinsure_assets.entry_point import run_and_exit
+
 SCHEMA_VERSION = 1
 LATEST = "latest.json"
 DEMO_SNAPSHOT_DIR = Path(__file__).parent / "demo_snapshot"
+DEFAULT_SNAPSHOT_DIR = "./lake/gold/snapshots"
 DEFAULT_TTL_SECONDS = 300.0
 FAILURE_THRESHOLD = 3
 COOLDOWN_SECONDS = 300.0
@@ -58,10 +67,10 @@ class LocalStore:
         try:
             return (self.root / path).read_bytes()
         except OSError as e:
-            raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
+            raise SnapshotError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
 
     def describe(self) -> str:
-        return f"local folder {self.root}"
+        return "local folder"  # its absolute path is the server's business, not the API's
 
 
 class AzureBlobStore:
@@ -99,6 +108,14 @@ class AzureBlobStore:
 
     def describe(self) -> str:
         return f"container {self.container} of storage account {self.account}"
+
+
+def store_from_env() -> SnapshotStore:
+    """The gold container of AZURE_STORAGE_ACCOUNT when AZURE_STORAGE_SAS_TOKEN is set, else the
+    folder PETINSURE_SNAPSHOT_DIR (default ./lake/gold/snapshots)."""
+    if os.environ.get("AZURE_STORAGE_SAS_TOKEN"):
+        return AzureBlobStore.from_env()
+    return LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR))
 
 
 @dataclass
@@ -268,3 +285,29 @@ class SnapshotClient:
 
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m petinsure_assets.snapshot_client",
+        description="Read and verify the snapshot latest.json names; print its version and files.")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("folder", nargs="?", help="a snapshot folder (default: as the API, "
+                       f"PETINSURE_SNAPSHOT_DIR or {DEFAULT_SNAPSHOT_DIR}, or Azure)")
+    where.add_argument("--demo", action="store_true", help="the demo snapshot bundled with the package")
+    args = parser.parse_args(argv)
+    store = (LocalStore(DEMO_SNAPSHOT_DIR) if args.demo
+             else LocalStore(args.folder) if args.folder else store_from_env())
+    try:
+        snap = load_snapshot(store, "demo" if args.demo else "live")
+    except SnapshotError as e:
+        print(f"snapshot_client: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"version": snap.version, "as_of": snap.manifest.get("as_of"),
+                      "created_at": snap.manifest["created_at"],
+                      "rows": {name: f["rows"] for name, f in snap.manifest["files"].items()}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    run_and_exit(main)

@@ -45,6 +45,13 @@ THRESHOLDS: dict[str, int | float] = {
     "cross_sell_priority_medium_min": 100,
 }
 
+# The labels gold's SQL gives (the CASE branches of the thresholds above); the gold checks and the
+# API's filters accept exactly these.
+VALUE_TIERS = ("Platinum", "Gold", "Silver", "Bronze")
+RISK_CATEGORIES = ("Low", "Medium", "High", "Critical")
+CROSS_SELL_RECOMMENDATIONS = ("Insure Additional Pet", "Wellness Add-on", "Dental Coverage", "Plan Upgrade")
+CROSS_SELL_PRIORITIES = ("High", "Medium", "Low")
+
 # Accepted values the silver SQL maps onto (contracts.py is their one definition).
 ACCEPTED_VALUES: dict[str, tuple[str, ...]] = {
     "accepted_claim_statuses": contracts.CLAIM_STATUSES,

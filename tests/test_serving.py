@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -297,18 +295,6 @@ def test_client_serves_the_bundled_demo_snapshot_without_a_store():
     assert client.status()["source"] == "demo"
 
 
-def test_snapshot_client_needs_no_dagster_and_exits_cleanly():
-    """Without Dagster importable; and twenty times, because some pyarrow read paths abort the
-    interpreter at exit at random."""
-    code = ("import sys; sys.modules['dagster'] = None\n"
-            "from petinsure_assets.snapshot_client import SnapshotClient\n"
-            "print(SnapshotClient(None).snapshot().source)")
-    for attempt in range(20):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"attempt {attempt}: {done.stderr}"
-        assert done.stdout.strip() == "demo"
-
-
 # ---- the reference API (values worked out by hand from the fixture) -----------------------------
 
 
@@ -401,6 +387,116 @@ def test_api_health_data_source_status_and_toggle(served: LakeFixture):
     disabled = TestClient(create_app(client, admin_token=""))
     assert disabled.put("/api/v1/data-source/toggle",
                         headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 503
+
+
+def test_api_enumerated_filters_match_whatever_the_case(api: TestClient):
+    def ids(url: str, key: str = "customer_id") -> list[str]:
+        response = api.get(url)
+        assert response.status_code == 200, response.json()
+        return [item[key] for item in response.json()["items"]]
+
+    assert ids("/api/insights/claims?status=paid", "claim_id") == ["CLM-1", "CLM-2"]
+    assert ids("/api/insights/claims?status=%20DENIED%20", "claim_id") == ["CLM-3"]
+    assert ids("/api/insights/claims?claim_type=illness", "claim_id") == ["CLM-1", "CLM-2", "CLM-3"]
+    assert ids("/api/insights/customers?value_tier=bronze") == ["CUST-1", "CUST-2"]
+    assert ids("/api/insights/customers?risk_category=medium") == ["CUST-1"]
+    assert ids("/api/insights/risks?risk_category=LOW") == ["CUST-2"]
+    assert ids("/api/insights/cross-sell?priority=high") == ["CUST-1"]
+    assert ids("/api/insights/cross-sell?recommendation=insure%20additional%20pet") == ["CUST-1"]
+    assert ids("/api/insights/cross-sell?recommendation=Plan%20Upgrade") == []  # accepted, none fires
+
+
+@pytest.mark.parametrize("url, field, value, accepted", [
+    ("/api/insights/claims?status=approvedd", "status", "approvedd",
+     "'Submitted', 'Under Review', 'Approved', 'Denied' or 'Paid'"),
+    ("/api/insights/claims?claim_type=Dental", "claim_type", "Dental",
+     "'Accident', 'Illness', 'Wellness' or 'Emergency'"),
+    ("/api/insights/customers?risk_category=Nope", "risk_category", "Nope",
+     "'Low', 'Medium', 'High' or 'Critical'"),
+    ("/api/insights/customers?value_tier=Diamond", "value_tier", "Diamond",
+     "'Platinum', 'Gold', 'Silver' or 'Bronze'"),
+    ("/api/insights/risks?risk_category=", "risk_category", "",
+     "'Low', 'Medium', 'High' or 'Critical'"),
+    ("/api/insights/cross-sell?priority=Urgent", "priority", "Urgent", "'High', 'Medium' or 'Low'"),
+    ("/api/insights/cross-sell?recommendation=Upgrade", "recommendation", "Upgrade",
+     "'Insure Additional Pet', 'Wellness Add-on', 'Dental Coverage' or 'Plan Upgrade'"),
+])
+def test_api_refuses_an_unknown_enumerated_value_naming_the_accepted_ones(
+        api: TestClient, url: str, field: str, value: str, accepted: str):
+    response = api.get(url)
+    assert response.status_code == 422
+    assert response.json() == {"detail": [{
+        "type": "enum", "loc": ["query", field], "msg": f"Input should be {accepted}",
+        "input": value, "ctx": {"expected": accepted}}]}
+
+
+@pytest.mark.parametrize("url, field, value", [
+    ("/api/insights/claims?service_month=abc", "service_month", "abc"),
+    ("/api/insights/claims?service_month=2025-13", "service_month", "2025-13"),
+    ("/api/insights/claims?service_month=2025-4", "service_month", "2025-4"),
+    ("/api/insights/claims?service_month=2025-04-10", "service_month", "2025-04-10"),
+    ("/api/insights/kpis?from=zzz", "from", "zzz"),
+    ("/api/insights/kpis?to=2025-00", "to", "2025-00"),
+])
+def test_api_month_filters_must_be_yyyy_mm(api: TestClient, url: str, field: str, value: str):
+    response = api.get(url)
+    assert response.status_code == 422
+    assert response.json() == {"detail": [{
+        "type": "value_error", "loc": ["query", field],
+        "msg": "Value error, expected a month as YYYY-MM, e.g. 2025-03", "input": value, "ctx": {"error": {}}}]}
+
+
+def test_api_kpis_refuses_a_range_that_ends_before_it_starts(api: TestClient):
+    response = api.get("/api/insights/kpis?from=2025-04&to=2025-02")
+    assert response.status_code == 422
+    assert response.json() == {"detail": [{
+        "type": "value_error", "loc": ["query", "from"], "input": "2025-04",
+        "msg": "from (2025-04) is after to (2025-02)"}]}
+    one = api.get("/api/insights/kpis?from=2025-04&to=2025-04").json()["months"]
+    assert [(m["year_month"], m["total_claims"]) for m in one] == [("2025-04", 1)]
+
+
+def test_api_free_text_filters_match_whatever_the_case_and_ids_exactly(api: TestClient):
+    assert [c["customer_id"] for c in api.get("/api/insights/customers?state=nv").json()["items"]] == ["CUST-2"]
+    assert [c["customer_id"] for c in api.get("/api/insights/customers?segment=FAMILY").json()["items"]] == ["CUST-1"]
+    providers = api.get("/api/insights/providers?provider_type=general%20practice&state=tx").json()
+    assert [p["provider_id"] for p in providers["items"]] == ["PRV-1"]
+    assert api.get("/api/insights/claims?customer_id=cust-1").json()["total"] == 0
+
+
+def test_api_toggle_refuses_a_non_ascii_token(served: LakeFixture):
+    api = TestClient(create_app(SnapshotClient(LocalStore(snapshot_root(served.lake))), admin_token=ADMIN))
+    wrong = api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bearer s3cret-ädmin".encode("latin-1")})
+    assert (wrong.status_code, wrong.json()) == (403, {"detail": "not an admin token"})
+    scheme = api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bëarer x".encode("latin-1")})
+    assert (scheme.status_code, scheme.json()) == (
+        401, {"detail": "admin token required (Authorization: Bearer <token>)"})
+    non_ascii_admin = TestClient(create_app(SnapshotClient(LocalStore(snapshot_root(served.lake))),
+                                            admin_token="clé-secrète"))
+    utf8 = non_ascii_admin.put("/api/v1/data-source/toggle", json={"use_live": False},
+                               headers={"Authorization": "Bearer clé-secrète".encode()})
+    assert utf8.status_code == 200 and utf8.json()["source"] == "demo"
+
+
+def test_api_responses_carry_no_server_path(served: LakeFixture, tmp_path: Path):
+    root = snapshot_root(served.lake)
+    api = TestClient(create_app(SnapshotClient(LocalStore(root)), admin_token=ADMIN))
+    status = api.get("/api/v1/data-source/status").json()
+    assert status["store"] == "local folder" and status["source"] == "live"
+    texts = [api.get(url).text for url in (
+        "/health", "/api/insights/summary", "/api/insights/kpis", "/api/insights/customers",
+        "/api/insights/customers/CUST-1", "/api/insights/claims", "/api/insights/providers",
+        "/api/insights/risks", "/api/insights/cross-sell", "/api/insights/segments",
+        "/api/pipeline/status", "/api/v1/data-source/status")]
+    texts.append(api.put("/api/v1/data-source/toggle", headers={"Authorization": f"Bearer {ADMIN}"}).text)
+    assert [t for t in texts if str(served.root) in t or str(root) in t] == []
+
+    missing = tmp_path / "no-snapshots-here"
+    broken = TestClient(create_app(SnapshotClient(LocalStore(missing)), admin_token=ADMIN))
+    status = broken.get("/api/v1/data-source/status").json()
+    assert (status["source"], status["store"], status["last_error"]) == (
+        "demo", "local folder", "cannot read latest.json: No such file or directory")
+    assert str(tmp_path) not in broken.get("/api/v1/data-source/status").text
 
 
 # ---- end to end ---------------------------------------------------------------------------------

@@ -97,4 +97,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from petinsure_assets.entry_point import run_and_exit
+
+    run_and_exit(main)
