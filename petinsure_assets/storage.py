@@ -89,6 +89,31 @@ class FileInfo:
     path: str  # lake-relative
     size_bytes: int
     modified_ns: int
+    refused: str | None = None  # why the lake will not read it (a link out of its folder's layer)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """What `stage` copied: the size, modification time and sha256 of exactly those bytes."""
+
+    size_bytes: int
+    modified_ns: int
+    sha256: str
+
+
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _copy_hashing(source, dest: str) -> str:
+    """Copy a binary stream (or an iterator of chunks) to `dest`, returning the sha256 of the bytes
+    copied: the copy is what was hashed, whatever happens to the source meanwhile."""
+    h = hashlib.sha256()
+    chunks = iter(lambda: source.read(COPY_CHUNK_BYTES), b"") if hasattr(source, "read") else source
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            h.update(chunk)
+            out.write(chunk)
+    return h.hexdigest()
 
 
 class LocalFiles:
@@ -100,17 +125,37 @@ class LocalFiles:
     def _abs(self, path: str) -> Path:
         return self.root / path
 
+    def _inside_layer(self, path: str) -> bool:
+        """Whether `path` (lake-relative) resolves, links followed, to a regular file inside its
+        own layer folder (`raw/…` inside raw/)."""
+        layer = os.path.realpath(self.root / path.split("/", 1)[0])
+        target = os.path.realpath(self._abs(path))
+        return target.startswith(layer + os.sep) and os.path.isfile(target)
+
     def list(self, prefix: str) -> list[FileInfo]:
-        """Files directly inside the folder `prefix`."""
+        """Files directly inside the folder `prefix`. A symbolic link is followed only to a file
+        inside the same layer; any other link, or a special file, is listed as refused (by its
+        own size and time) and never read."""
         folder = self._abs(prefix)
         if not folder.is_dir():
             return []
         out = []
         with os.scandir(folder) as it:
             for e in it:
-                if e.is_file():
+                path = f"{prefix}/{e.name}"
+                if e.is_dir():
+                    continue
+                if e.is_symlink() and not self._inside_layer(path):
+                    st = e.stat(follow_symlinks=False)
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns, refused=(
+                        f"symbolic link pointing outside {path.split('/', 1)[0]}/ (not followed)")))
+                elif e.is_file():
                     st = e.stat()
-                    out.append(FileInfo(f"{prefix}/{e.name}", st.st_size, st.st_mtime_ns))
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns))
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns,
+                                        refused="not a regular file"))
         return out
 
     def list_dirs(self, prefix: str) -> list[str]:
@@ -129,6 +174,23 @@ class LocalFiles:
     @contextlib.contextmanager
     def local_copy(self, path: str) -> Iterator[str]:
         yield str(self._abs(path))
+
+    def stage(self, path: str, dest: str) -> StagedFile | None:
+        """Copy `path` to the local file `dest` while hashing it; None when it no longer exists.
+        Refuses (StorageError) a path that now leads out of its layer."""
+        if not self._inside_layer(path):
+            if not os.path.lexists(self._abs(path)):
+                return None
+            raise StorageError(f"{path} now leads outside {path.split('/', 1)[0]}/; not read")
+        try:
+            with open(self._abs(path), "rb") as source:
+                st = os.fstat(source.fileno())
+                digest = _copy_hashing(source, dest)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read {path}: {e.strerror}") from None
+        return StagedFile(os.path.getsize(dest), st.st_mtime_ns, digest)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Replace `path` atomically: readers see the old content or the new, never a part."""
@@ -222,6 +284,25 @@ class AzureFiles:
 
             self._call(f"downloading {container}/{rest}", run)
             yield local
+
+    def stage(self, path: str, dest: str) -> StagedFile | None:
+        """Download `path` to the local file `dest` while hashing it; None when the blob is gone.
+        A retry starts the copy afresh, so the hash is always that of the bytes in `dest`."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        container, rest = self._split(path)
+
+        def run():
+            try:
+                download = self.service.get_blob_client(container, rest).download_blob()
+            except ResourceNotFoundError:
+                return None
+            digest = _copy_hashing(download.chunks(), dest)
+            modified = download.properties.last_modified
+            return StagedFile(os.path.getsize(dest),
+                              int(modified.timestamp() * 1e9) if modified else 0, digest)
+
+        return self._call(f"downloading {container}/{rest}", run)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """One blob upload: Azure replaces a blob atomically."""
