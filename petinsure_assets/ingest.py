@@ -37,6 +37,7 @@ the rows after it in that file; the generator writes none.)
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import json
@@ -471,9 +472,10 @@ class _Parser:
 
     def jsonl(self, f: RawFile, text: _Text) -> Iterator[pa.Table]:
         bad: list[tuple[int, str]] = []
+        numbers = _LineNumbers(first=1, skip=text.skip)
 
         def on_invalid(row) -> str:  # a raw \x1f splits the line: not valid JSON anyway
-            bad.append((row.number, row.text))
+            bad.append((numbers.physical(row.number), row.text))
             return "skip"
 
         reader = pacsv.open_csv(
@@ -489,7 +491,6 @@ class _Parser:
                 column_types={"line": pa.string()}, strings_can_be_null=False
             ),
         )
-        numbers = _LineNumbers(first=1, skip=text.skip)
         for batch in reader:
             lines = batch.column("line")
             yield self.json_batch(
@@ -570,9 +571,10 @@ class _Parser:
         used = set(columns.values())
         extra = [n for n in names if n not in used]
         bad: list[tuple[int, str]] = []
+        numbers = _LineNumbers(first=2, skip=text.skip)
 
         def on_invalid(row) -> str:
-            bad.append((row.number, row.text))
+            bad.append((numbers.physical(row.number), row.text))
             return "skip"
 
         reader = pacsv.open_csv(
@@ -585,7 +587,6 @@ class _Parser:
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False
             ),
         )
-        numbers = _LineNumbers(first=2, skip=text.skip)
         for batch in reader:
             n = batch.num_rows
             cols = {}
@@ -663,6 +664,15 @@ class _LineNumbers:
     def __init__(self, first: int, skip: set[int]):
         self.next = first
         self.skip = skip
+        self.skipped = sorted(skip)
+
+    def physical(self, number: int) -> int:
+        """The physical line of the reader's `number`, which does not count the empty lines
+        it skipped."""
+        line = number
+        while (shifted := number + bisect.bisect_right(self.skipped, line)) != line:
+            line = shifted
+        return line
 
     def assign(self, count: int, invalid: list[tuple[int, str]]) -> pa.Array:
         skip = {n for n in self.skip if n >= self.next} | {n for n, _ in invalid if n >= self.next}
