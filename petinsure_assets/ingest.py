@@ -344,13 +344,15 @@ def _prepare_text(path: str) -> _Text:
     UTF-8 spoils only itself: it is kept as a malformed record and blanked in the copy."""
     text = _Text()
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head in UTF16_BOMS:
-        with open(path, encoding="utf-16", errors="replace", newline="") as src, \
+        head = fh.read(4096)
+    encoding = _utf16(head)
+    if encoding:
+        with open(path, encoding=encoding, errors="replace", newline="") as src, \
                 open(path + ".utf8", "w", encoding="utf-8", newline="") as out:
             shutil.copyfileobj(src, out, READ_CHUNK)
         os.replace(path + ".utf8", path)
-        text.notes.append("decoded as UTF-16 (byte-order mark); expected UTF-8")
+        how = "byte-order mark" if head[:2] in UTF16_BOMS else "no byte-order mark, NUL bytes"
+        text.notes.append(f"decoded as {encoding.upper()} ({how}); expected UTF-8")
     line, valid = 0, True
     for piece in _pieces(path):
         if valid:
@@ -383,10 +385,25 @@ def _prepare_text(path: str) -> _Text:
     return text
 
 
+def _utf16(head: bytes) -> str | None:
+    """The UTF-16 codec of a file starting with `head`: by its byte-order mark, or by the NUL
+    bytes that ASCII text in UTF-16 has at every other position; None for anything else."""
+    if head[:2] in UTF16_BOMS:
+        return "utf-16"
+    if len(head) < 8 or b"\x00" not in head:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > len(odd) * 0.3 and even.count(0) < len(even) * 0.05:
+        return "utf-16-le"
+    if even.count(0) > len(even) * 0.3 and odd.count(0) < len(odd) * 0.05:
+        return "utf-16-be"
+    return None
+
+
 def _decode_document(data: bytes) -> tuple[str, str | None]:
     """A real-time file's text and, if it is not UTF-8, why (a UTF-8 or UTF-16 BOM is accepted)."""
-    if data[:2] in UTF16_BOMS:
-        return data.decode("utf-16", errors="replace"), None
+    if encoding := _utf16(data[:4096]):
+        return data.decode(encoding, errors="replace"), None
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
@@ -555,8 +572,6 @@ class _Parser:
                     if sep in header_line:
                         hint = f" (the header looks {name}-delimited; expected commas)"
                         break
-            if "\x00" in header_line:
-                hint = " (NUL bytes: UTF-16 without a byte-order mark?)"
             raise FileProblem(f"header has no column {key}; found: {found[:300]}{hint}")
         notes = []
         if renamed:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, int, str]:
         PROVIDER_HEADER.upper() + "\n" + PROVIDER_ROW.format(n=5) + "\n").encode())
     write_bytes(lake, "providers", "providers_utf16.csv", (
         PROVIDER_HEADER + "\n" + PROVIDER_ROW.format(n=6) + "\n").encode("utf-16"))
+    write_bytes(lake, "claims", "utf16le.jsonl", (line(quick("CLM-20")) + "\n").encode("utf-16-le"))
     write_bytes(lake, "customers", "customers_latin1.csv", (
         CUSTOMER_HEADER + "\n"
         + "CUST-3,José,Ruiz,jose@example.com,5551234560,1 Main St,Austin,TX,78701,1980-01-02,"
@@ -146,6 +148,8 @@ def test_the_refresh_succeeds_and_names_every_file_needing_a_look(hostile):
         "raw/claims/copy.jsonl: duplicate: same content as raw/claims/claims.jsonl",
         "raw/claims/link.jsonl: duplicate: same content as raw/claims/claims.jsonl",
         "raw/claims/outside.jsonl: refused: symbolic link pointing outside raw/ (not followed)",
+        "raw/claims/utf16le.jsonl: ingested: decoded as UTF-16-LE (no byte-order mark, NUL bytes); "
+        "expected UTF-8",
         "raw/customers/customers_latin1.csv: ingested: 1 line(s) not UTF-8, kept as malformed records",
         "raw/customers/customers_nokey.csv: failed: header has no column customer_id; "
         "found: first_name, last_name, email",
@@ -229,11 +233,12 @@ def test_csv_header_in_another_case_is_matched(hostile):
     assert (row["provider_id"], row["provider_name"], row["_extra_columns"]) == ("PRV-5", "Vet 5", None)
 
 
-def test_utf16_file_with_a_byte_order_mark_is_decoded(hostile):
+def test_utf16_files_are_decoded_with_a_note(hostile):
     lake = hostile[0]
     assert account(lake, contracts.PROVIDERS, "raw/providers/providers_utf16.csv") == (1, 1, {})
     row = bronze(lake, contracts.PROVIDERS, "raw/providers/providers_utf16.csv")[0]
     assert (row["provider_id"], row["_source_line"]) == ("PRV-6", 2)
+    assert account(lake, contracts.CLAIMS, "raw/claims/utf16le.jsonl") == (1, 1, {})
 
 
 def test_a_latin1_line_spoils_only_itself(hostile):
@@ -279,22 +284,25 @@ def test_same_content_under_another_name_is_a_duplicate_and_counted_once(hostile
         assert account(lake, contracts.CLAIMS, source) == (0, 0, {})
         assert ledger(lake, source) == [
             ("duplicate", 0, 0, "same content as raw/claims/claims.jsonl")]
-    # CUST-1's valid claims: CLM-1, CLM-2 (150 + 80 paid) and CLM-10, 12, 14, 15, 16, 17 (5 each).
+    # CUST-1's valid claims: CLM-1, CLM-2 (150 + 80 paid) and CLM-10, 12, 14, 15, 16, 17, 20 (5
+    # each).
     customer = [r for r in lake.rows("gold", "customer_360_view") if r["customer_id"] == "CUST-1"][0]
-    assert (customer["total_claims"], str(customer["total_paid"])) == (8, "260.00")
+    assert (customer["total_claims"], str(customer["total_paid"])) == (9, "265.00")
 
 
 def test_every_raw_record_is_accounted_for_and_nothing_is_read_twice(hostile):
     lake = hostile[0]
     # Raw records per entity, by hand: claims 2 + 1 + 3 + 1 + 2 + 1 (CLM-18) + 1 (CLM-17) + 1
-    # (MORE.JSONL); customers 2 + 2 + 2; pets 2 + 3; providers 1 + 1 + 1 + 1; policies 2.
-    expected = {"claims": 12, "customers": 6, "pets": 5, "providers": 4, "policies": 2}
+    # (MORE.JSONL) + 1 (UTF-16); customers 2 + 2 + 2; pets 2 + 3; providers 1 + 1 + 1 + 1;
+    # policies 2.
+    expected = {"claims": 13, "customers": 6, "pets": 5, "providers": 4, "policies": 2}
     assert {e.name: len(lake.rows("bronze", e.bronze_table)) for e in contracts.ENTITIES} == expected
     quarantined = Counter(q["entity"] for q in lake.rows("silver", "quarantine"))
     assert quarantined == {"claims": 4, "customers": 3, "pets": 1, "providers": 1}
     # A second look at the raw zone reads and records nothing: every file is settled.
     for entity in contracts.ENTITIES:
         plan = ingest.plan_files(lake.lake, entity, log=lambda _: None)
+        shutil.rmtree(plan.staging)
         assert (plan.todo, plan.settled) == ([], []), entity.name
 
 
