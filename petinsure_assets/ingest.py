@@ -40,6 +40,7 @@ from __future__ import annotations
 import bisect
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -112,6 +113,7 @@ class RawFile:
     modified_ns: int
     sha256: str | None = None
     refused: str | None = None  # why the storage will not read it
+    data: bytes | None = None  # a staged real-time file (small): held in memory, not on disk
 
     @property
     def format(self) -> str | None:
@@ -274,7 +276,8 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> Plan:
             log(f"{entity.name}: {f.source_file} refused: {f.refused}")
             settled.append(FileOutcome(f, REFUSED, error=f.refused))
             continue
-        local = os.path.join(staging, f"{len(todo):06d}{f.format and '.' + f.format}")
+        # Real-time files are single records: staged in memory, batch files on local disk.
+        local = io.BytesIO() if f.format == "json" else os.path.join(staging, f"{len(todo):06d}")
         try:
             staged = lake.files.stage(f.source_file, local)
         except StorageError as e:  # tried again next run: no sha256 is recorded
@@ -292,11 +295,15 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> Plan:
             log(f"{entity.name}: {f.source_file} has the same content as {first}; not ingested")
             settled.append(FileOutcome(f, DUPLICATE, error=f"same content as {first}"))
         else:
-            f.path = local
+            if isinstance(local, str):
+                f.path = local
+            else:
+                f.data = local.getvalue()
             firsts.setdefault(f.sha256, f.source_file)
             todo.append(f)
             continue
-        os.remove(local)
+        if isinstance(local, str):
+            os.remove(local)
     return Plan(todo, settled, staging)
 
 
@@ -531,8 +538,8 @@ class _Parser:
             chunk = files[start : start + REALTIME_FILES_PER_BATCH]
             texts, errors = [], []
             for f in chunk:
-                with open(f.path, "rb") as fh:
-                    text, error = _decode_document(fh.read())
+                text, error = _decode_document(f.data)
+                f.data = None  # parsed: no longer held
                 texts.append(text)
                 errors.append(error)
             yield self.json_batch(
@@ -640,7 +647,7 @@ class _Parser:
         """Each non-blank line of a file (after `after_line`) kept as a malformed record with
         `message`, in slices so that a large file does not need much memory."""
         rows: list[tuple[int, str, str]] = []
-        with open(f.path, "rb") as fh:
+        with io.BytesIO(f.data) if f.data is not None else open(f.path, "rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 if number <= after_line or not raw.strip():
                     continue

@@ -12,6 +12,7 @@ carry a signed URL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 T = TypeVar("T")
 
@@ -104,16 +105,20 @@ class StagedFile:
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def _copy_hashing(source, dest: str) -> str:
-    """Copy a binary stream (or an iterator of chunks) to `dest`, returning the sha256 of the bytes
-    copied: the copy is what was hashed, whatever happens to the source meanwhile."""
-    h = hashlib.sha256()
+def _copy_hashing(source, dest: str | BinaryIO) -> tuple[str, int]:
+    """Copy a binary stream (or an iterator of chunks) to a local file or an in-memory buffer,
+    returning the sha256 and size of the bytes copied: the copy is what was hashed, whatever
+    happens to the source meanwhile."""
+    h, size = hashlib.sha256(), 0
     chunks = iter(lambda: source.read(COPY_CHUNK_BYTES), b"") if hasattr(source, "read") else source
-    with open(dest, "wb") as out:
+    with open(dest, "wb") if isinstance(dest, str) else contextlib.nullcontext(dest) as out:
+        out.seek(0)
+        out.truncate()
         for chunk in chunks:
             h.update(chunk)
+            size += len(chunk)
             out.write(chunk)
-    return h.hexdigest()
+    return h.hexdigest(), size
 
 
 class LocalFiles:
@@ -175,22 +180,28 @@ class LocalFiles:
     def local_copy(self, path: str) -> Iterator[str]:
         yield str(self._abs(path))
 
-    def stage(self, path: str, dest: str) -> StagedFile | None:
-        """Copy `path` to the local file `dest` while hashing it; None when it no longer exists.
-        Refuses (StorageError) a path that now leads out of its layer."""
-        if not self._inside_layer(path):
-            if not os.path.lexists(self._abs(path)):
-                return None
-            raise StorageError(f"{path} now leads outside {path.split('/', 1)[0]}/; not read")
+    def stage(self, path: str, dest: str | BinaryIO) -> StagedFile | None:
+        """Copy `path` to `dest` (a local file or a buffer) while hashing it; None when it no
+        longer exists. Refuses (StorageError) a link that now leads out of its layer."""
+        target = self._abs(path)
         try:
-            with open(self._abs(path), "rb") as source:
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                if not self._inside_layer(path):  # a link (checked only then: it costs)
+                    raise StorageError(
+                        f"{path} leads outside {path.split('/', 1)[0]}/; not read") from None
+                fd = os.open(target, os.O_RDONLY)
+            with open(fd, "rb") as source:
                 st = os.fstat(source.fileno())
-                digest = _copy_hashing(source, dest)
+                digest, size = _copy_hashing(source, dest)
         except FileNotFoundError:
             return None
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror}") from None
-        return StagedFile(os.path.getsize(dest), st.st_mtime_ns, digest)
+        return StagedFile(size, st.st_mtime_ns, digest)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Replace `path` atomically: readers see the old content or the new, never a part."""
@@ -285,9 +296,9 @@ class AzureFiles:
             self._call(f"downloading {container}/{rest}", run)
             yield local
 
-    def stage(self, path: str, dest: str) -> StagedFile | None:
-        """Download `path` to the local file `dest` while hashing it; None when the blob is gone.
-        A retry starts the copy afresh, so the hash is always that of the bytes in `dest`."""
+    def stage(self, path: str, dest: str | BinaryIO) -> StagedFile | None:
+        """Download `path` to `dest` (a local file or a buffer) while hashing it; None when the
+        blob is gone. A retry starts the copy afresh, so the hash is that of the bytes in `dest`."""
         from azure.core.exceptions import ResourceNotFoundError
 
         container, rest = self._split(path)
@@ -297,10 +308,9 @@ class AzureFiles:
                 download = self.service.get_blob_client(container, rest).download_blob()
             except ResourceNotFoundError:
                 return None
-            digest = _copy_hashing(download.chunks(), dest)
+            digest, size = _copy_hashing(download.chunks(), dest)
             modified = download.properties.last_modified
-            return StagedFile(os.path.getsize(dest),
-                              int(modified.timestamp() * 1e9) if modified else 0, digest)
+            return StagedFile(size, int(modified.timestamp() * 1e9) if modified else 0, digest)
 
         return self._call(f"downloading {container}/{rest}", run)
 
