@@ -390,3 +390,16 @@ def test_a_file_that_vanishes_after_listing_is_skipped(lake: LakeFixture, monkey
     lake.write_raw("claims", "gone.jsonl", NEW)  # back again: the next run sees it
     run_bronze(lake.lake, contracts.CLAIMS, "run-2", log)
     assert claims_in_bronze(lake) == ["CLM-1", "CLM-2", "CLM-3", "CLM-4", "CLM-5"]
+
+
+def test_a_utf8_bom_is_accepted_on_batch_files_too(lake: LakeFixture):
+    write_bytes(lake, "claims", "claims.jsonl", b"\xef\xbb\xbf" + OLD.encode())
+    write_bytes(lake, "providers", "providers.csv", b"\xef\xbb\xbf" + (
+        PROVIDER_HEADER + "\n" + PROVIDER_ROW.format(n=7) + "\n").encode())
+    for entity in (contracts.CLAIMS, contracts.PROVIDERS):
+        run_bronze(lake.lake, entity, "run-1", [])
+    assert [(r["claim_id"], r["_source_line"], r["_parse_error"])
+            for r in lake.rows("bronze", "claims_raw", order_by="claim_id")] == [
+        ("CLM-1", 1, None), ("CLM-2", 2, None)]
+    assert [(r["provider_id"], r["_source_line"], r["_parse_error"])
+            for r in lake.rows("bronze", "providers_raw")] == [("PRV-7", 2, None)]
