@@ -805,7 +805,7 @@ def _parse_batch_file(parser: "_Parser", f: RawFile, outcomes: list[FileOutcome]
             yield from t.to_batches()
     except FileProblem as e:
         failure, last_line = str(e), 1
-    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError) as e:
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, duckdb.Error) as e:
         failure = f"file could not be parsed: {type(e).__name__}: {e}"
         if f.format == "csv":  # the header is not a record
             last_line = max(last_line, 1)
