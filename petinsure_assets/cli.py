@@ -23,6 +23,7 @@ import dagster as dg
 
 from petinsure_assets import contracts
 from petinsure_assets.entry_point import run_and_exit
+from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
@@ -51,6 +52,9 @@ class RefreshSummary:
     lake_bytes: int = 0
     failures: list[str] = field(default_factory=list)
     snapshot_version: str | None = None
+    # Raw files of this run that were not simply ingested (failed, refused, duplicate) or were
+    # ingested with a note, from the bronze file ledger: "<file>: <status>: <reason>".
+    files: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [f"refresh_all {'succeeded' if self.success else 'FAILED'} (run {self.run_id})"]
@@ -62,6 +66,9 @@ class RefreshSummary:
             lines.append(f"  API snapshot: gold/snapshots/v/{self.snapshot_version}")
         lines.append(f"  wall time {self.wall_seconds:.1f} s, peak memory {self.peak_rss_mib:,.0f} MiB, "
                      f"lake {self.lake_bytes / 2**20:,.1f} MiB")
+        if self.files:
+            lines.append("  raw files needing a look (bronze/_file_ledger):")
+            lines += [f"    {f}" for f in self.files]
         lines += [f"  failed: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -158,6 +165,12 @@ def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
     quarantine = lake.table_uri("silver", "quarantine")
     if lake.exists(quarantine):
         summary.quarantined = _quarantine_counts(lake, quarantine)
+    ledger = lake.table_uri("bronze", LEDGER_TABLE)
+    if lake.exists(ledger):
+        rows = lake.read(ledger, "SELECT source_file || ': ' || status || ': ' || error AS line "
+                         f"FROM t WHERE batch_id = '{summary.run_id}' AND error IS NOT NULL "
+                         "ORDER BY source_file")
+        summary.files = rows.column("line").to_pylist()
     summary.lake_bytes = lake.files.total_bytes()
 
 

@@ -6,7 +6,9 @@ fixtures from them. Column order here is the order of the batch CSV headers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -109,3 +111,22 @@ BRONZE_METADATA = (
     "_batch_id",
     "_record_hash",
 )
+
+# Real-time single-record files: <ID>_<YYYYMMDD>_<HHMMSS>_<ffffff>.json, the ID starting with the
+# entity's prefix (CLM-…); the extension in any case.
+REALTIME_NAME = re.compile(r"(?P<id>[^_]+)_(?P<stamp>\d{8}_\d{6})_\d{6}\.json", re.IGNORECASE)
+
+
+def realtime_name_problem(entity: Entity, name: str) -> str | None:
+    """Why `name` is not a real-time file name of `entity`, or None when it is one."""
+    if entity.realtime_prefix is None:
+        return f"{entity.name} take no real-time .json files"
+    expected = f"{entity.realtime_prefix}-<ID>_<YYYYMMDD>_<HHMMSS>_<ffffff>.json"
+    m = REALTIME_NAME.fullmatch(name)
+    if not m or not m["id"].startswith(f"{entity.realtime_prefix}-"):
+        return f"file name does not match {expected}"
+    try:
+        datetime.strptime(m["stamp"], "%Y%m%d_%H%M%S")
+    except ValueError:
+        return f"file name has no valid date and time ({m['stamp']}); expected {expected}"
+    return None

@@ -1,17 +1,34 @@
 """Raw files → bronze rows: parsing, the file ledger, exactly-once appends.
 
 Every source column is kept as text. A record that cannot be parsed (a JSON line that is not a
-JSON object, a CSV row with the wrong number of fields, a file that is not valid UTF-8) becomes a
-bronze row with `_raw_record` and `_parse_error` set, so silver can quarantine it with its reason:
-nothing is dropped and nothing is fatal. Columns a file has beyond the contract go to
-`_extra_columns` as a JSON object.
+JSON object or repeats a key, a CSV row with the wrong number of fields, a line that is not valid
+UTF-8) becomes a bronze row with `_raw_record` and `_parse_error` set, so silver can quarantine it
+with its reason: nothing is dropped and nothing is fatal. Columns a file has beyond the contract go
+to `_extra_columns` as a JSON object. A JSON object or array where a column expects a scalar is kept
+as its JSON text, for silver's rules to judge. Empty and whitespace-only lines are not records.
+
+Each file is first copied (staged) to a local temporary folder while it is hashed; the copy is what
+is parsed, so the ledger's sha256 is that of the bytes ingested even when the file changes or
+vanishes meanwhile (a vanished file is skipped; the next run sees whatever is there then).
 
 The file ledger (`bronze/_file_ledger`, a Delta table) records every file seen: path, size,
-modification time, sha256, outcome. A file is read again only when its content changed:
-same size and mtime → skipped without reading; otherwise hashed, and skipped if the hash matches
-what was ingested. Each bronze append is one Delta commit whose commit metadata names the files it
-ingested, and the ledger is brought up to date from those commits first thing on every run, so a
-crash between the bronze commit and the ledger write cannot ingest a file twice.
+modification time, sha256, outcome (`status`, one of `STATUSES`, with `error` saying why):
+
+    ingested   its records are in bronze (some may be malformed rows); `error` may carry a note
+               (header matched case-insensitively, columns missing, lines not UTF-8, UTF-16)
+    failed     the file as a whole is not what its format promises (CSV header without the key
+               column, real-time file name not matching the pattern, parsing broke off): each of
+               its lines is kept as a malformed row with the reason; or it could not be read at
+               all (no sha256, tried again next run)
+    unchanged  touched, but its content is what the ledger already holds: not read again
+    duplicate  the same content as a file already ingested (`error` names it): not ingested again
+    refused    not read at all: a symbolic link out of the raw zone, or not a regular file
+
+A file is read again only when its content changed: same size and mtime → skipped without reading;
+otherwise staged and hashed, and skipped if the hash matches what was ingested. Each bronze append
+is one Delta commit whose commit metadata names the files it ingested, and the ledger is brought up
+to date from those commits first thing on every run, so a crash between the bronze commit and the
+ledger write cannot ingest a file twice.
 
 `_source_line` is the physical line for CSV and JSONL files (header = line 1 in a CSV), 1 for a
 real-time single-record file. (A CSV value with a quoted line break would shift the numbering of
@@ -20,9 +37,16 @@ the rows after it in that file; the generator writes none.)
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
+import io
 import json
+import os
+import re
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,15 +57,23 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.csv as pacsv
 
-from petinsure_assets.contracts import BRONZE_METADATA, Entity
+from petinsure_assets.contracts import BRONZE_METADATA, Entity, realtime_name_problem
 from petinsure_assets.lake import Lake, TableWrite
-from petinsure_assets.storage import file_sha256
+from petinsure_assets.storage import StorageError
 
 LEDGER_TABLE = "_file_ledger"
 COMMIT_FILES_KEY = "petinsure.ingested_files"
 # Rows per Arrow batch handed to DuckDB and the Delta writer; bounds memory for huge files.
 CSV_BLOCK_SIZE = 64 * 1024 * 1024
 REALTIME_FILES_PER_BATCH = 5000
+READ_CHUNK = 8 * 1024 * 1024
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json"}  # matched case-insensitively
+
+INGESTED, FAILED, UNCHANGED, DUPLICATE, REFUSED = (
+    "ingested", "failed", "unchanged", "duplicate", "refused")
+STATUSES = (INGESTED, FAILED, UNCHANGED, DUPLICATE, REFUSED)
+# Statuses whose content is in bronze: a later file with the same sha256 is a duplicate of it.
+IN_BRONZE = (INGESTED, FAILED)
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -50,10 +82,10 @@ LEDGER_SCHEMA = pa.schema(
         ("size_bytes", pa.int64()),
         ("modified_ns", pa.int64()),
         ("sha256", pa.string()),
-        ("status", pa.string()),  # ingested | failed (kept as malformed rows) | unchanged
+        ("status", pa.string()),  # one of STATUSES
         ("rows", pa.int64()),
         ("bad_rows", pa.int64()),
-        ("error", pa.string()),
+        ("error", pa.string()),  # why (failed, duplicate, refused) or a note (ingested)
         ("batch_id", pa.string()),
         ("bronze_version", pa.int64()),
         ("recorded_at", pa.timestamp("us", tz="UTC")),
@@ -75,11 +107,18 @@ def bronze_schema(entity: Entity) -> pa.Schema:
 
 @dataclass
 class RawFile:
-    path: str  # where the parser reads it: lake-relative, or a local copy while it is parsed
+    path: str  # where the parser reads it: the staged local copy (lake-relative before staging)
     source_file: str  # path relative to the lake root, e.g. raw/claims/claims.jsonl
     size_bytes: int
     modified_ns: int
     sha256: str | None = None
+    refused: str | None = None  # why the storage will not read it
+    data: bytes | None = None  # a staged real-time file (small): held in memory, not on disk
+
+    @property
+    def format(self) -> str | None:
+        """csv, jsonl or json (a real-time single-record file), from the extension in any case."""
+        return FORMATS.get(os.path.splitext(self.source_file)[1].lower())
 
 
 @dataclass
@@ -89,6 +128,9 @@ class FileOutcome:
     rows: int = 0
     bad_rows: int = 0
     error: str | None = None
+
+    def note(self, text: str) -> None:
+        self.error = f"{self.error}; {text}" if self.error else text
 
 
 @dataclass
@@ -101,21 +143,23 @@ class IngestResult:
 
     @property
     def files_ingested(self) -> int:
-        return sum(1 for f in self.files if f.status in ("ingested", "failed"))
+        return sum(1 for f in self.files if f.status in IN_BRONZE)
 
     @property
     def files_skipped(self) -> int:
-        return sum(1 for f in self.files if f.status == "unchanged")
+        return sum(1 for f in self.files if f.status == UNCHANGED)
 
     def metadata(self) -> dict:
-        failed = [f"{f.file.source_file}: {f.error}" for f in self.files if f.status == "failed"]
+        problems = [f"{f.file.source_file}: {f.status}: {f.error}" for f in self.files
+                    if f.status in (FAILED, DUPLICATE, REFUSED)]
         return {
             "rows_added": self.rows_added,
             "malformed_rows_added": self.bad_rows_added,
             "files_ingested": self.files_ingested,
             "files_unchanged": self.files_skipped,
-            "files_failed": len(failed),
-            **({"failed_files": "\n".join(failed[:20])} if failed else {}),
+            **{f"files_{s}": sum(1 for f in self.files if f.status == s)
+               for s in (FAILED, DUPLICATE, REFUSED)},
+            **({"file_problems": "\n".join(problems[:20])} if problems else {}),
         }
 
 
@@ -123,14 +167,16 @@ Log = Callable[[str], None]
 
 
 def list_raw_files(lake: Lake, entity: Entity) -> list[RawFile]:
-    """Files in raw/<entity>/, sorted by name; hidden and temporary (`.`, `_`) files ignored."""
+    """Files in raw/<entity>/ with a .csv, .jsonl or .json extension (any case), sorted by name;
+    hidden and temporary (`.`, `_`) files ignored. Refused files (links out of the raw zone) are
+    listed with the reason."""
     files = []
     for info in lake.files.list(f"raw/{entity.name}"):
         name = info.path.rsplit("/", 1)[-1]
-        if name.startswith((".", "_")) or not name.endswith((".csv", ".jsonl", ".json")):
+        if name.startswith((".", "_")) or os.path.splitext(name)[1].lower() not in FORMATS:
             continue
         files.append(RawFile(path=info.path, source_file=info.path, size_bytes=info.size_bytes,
-                             modified_ns=info.modified_ns))
+                             modified_ns=info.modified_ns, refused=info.refused))
     return sorted(files, key=lambda f: f.source_file)
 
 
@@ -141,29 +187,42 @@ def _ledger_uri(lake: Lake) -> str:
     return lake.table_uri("bronze", LEDGER_TABLE)
 
 
-def read_ledger(lake: Lake, entity: Entity) -> dict[str, dict]:
-    """The latest ledger entry per source file of this entity."""
+def _ledger_state(lake: Lake, entity: Entity) -> tuple[dict[str, dict], dict[str, str]]:
+    """(the latest ledger entry per source file, the first file whose content is in bronze per
+    sha256) for this entity."""
     uri = _ledger_uri(lake)
     if not lake.exists(uri):
-        return {}
+        return {}, {}
     con = duckdb.connect()
     try:
         lake.register(con, "ledger", uri)
+        params = {"entity": entity.name}
         rows = (
             con.sql(
                 "SELECT * FROM ledger WHERE entity = $entity QUALIFY row_number() OVER "
                 "(PARTITION BY source_file ORDER BY recorded_at DESC, bronze_version DESC) = 1",
-                params={"entity": entity.name},
+                params=params,
             )
             .to_arrow_table()
             .to_pylist()
         )
+        firsts = con.sql(
+            "SELECT sha256, arg_min(source_file, (recorded_at, source_file)) AS f FROM ledger "
+            f"WHERE entity = $entity AND sha256 IS NOT NULL AND status IN {IN_BRONZE} GROUP BY 1",
+            params=params,
+        ).fetchall()
     finally:
         con.close()
-    return {r["source_file"]: r for r in rows}
+    return {r["source_file"]: r for r in rows}, dict(firsts)
 
 
-def _recover_ledger(lake: Lake, entity: Entity, ledger: dict[str, dict], log: Log) -> None:
+def read_ledger(lake: Lake, entity: Entity) -> dict[str, dict]:
+    """The latest ledger entry per source file of this entity."""
+    return _ledger_state(lake, entity)[0]
+
+
+def _recover_ledger(lake: Lake, entity: Entity, ledger: dict[str, dict],
+                    firsts: dict[str, str], log: Log) -> None:
     """Add ledger rows for bronze commits the ledger does not know (a crash after the commit)."""
     uri = lake.table_uri("bronze", entity.bronze_table)
     if not lake.exists(uri):
@@ -188,26 +247,178 @@ def _recover_ledger(lake: Lake, entity: Entity, ledger: dict[str, dict], log: Lo
         for m in missing
     ]
     lake.write(_ledger_uri(lake), pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA), mode="append")
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["bronze_version"]):
         ledger[r["source_file"]] = r
+        firsts.setdefault(r["sha256"], r["source_file"])
 
 
-def plan_files(lake: Lake, entity: Entity, log: Log) -> tuple[list[RawFile], list[RawFile]]:
-    """Split the raw files into (to ingest, unchanged-but-touched); untouched files are left out."""
-    ledger = read_ledger(lake, entity)
-    _recover_ledger(lake, entity, ledger, log)
-    todo, touched = [], []
+@dataclass
+class Plan:
+    todo: list[RawFile]  # staged copies to parse
+    settled: list[FileOutcome]  # unchanged, duplicate, refused or unreadable: nothing to parse
+    staging: str  # the local folder of the staged copies
+
+
+def plan_files(lake: Lake, entity: Entity, log: Log) -> Plan:
+    """Stage the new and changed raw files (copy and hash the same bytes) and settle the others;
+    files whose size and mtime the ledger already holds are left out without being read."""
+    ledger, firsts = _ledger_state(lake, entity)
+    _recover_ledger(lake, entity, ledger, firsts, log)
+    staging = tempfile.mkdtemp(prefix=f"petinsure-{entity.name}-")
+    todo: list[RawFile] = []
+    settled: list[FileOutcome] = []
     for f in list_raw_files(lake, entity):
         seen = ledger.get(f.source_file)
-        if seen and seen["size_bytes"] == f.size_bytes and seen["modified_ns"] == f.modified_ns:
+        if (seen and seen["size_bytes"] == f.size_bytes and seen["modified_ns"] == f.modified_ns
+                and (seen["sha256"] is not None or seen["status"] == REFUSED)):
             continue
-        with lake.files.local_copy(f.source_file) as local:
-            f.sha256 = file_sha256(local)
+        if f.refused:
+            log(f"{entity.name}: {f.source_file} refused: {f.refused}")
+            settled.append(FileOutcome(f, REFUSED, error=f.refused))
+            continue
+        # Real-time files are single records: staged in memory, batch files on local disk.
+        local = io.BytesIO() if f.format == "json" else os.path.join(staging, f"{len(todo):06d}")
+        try:
+            staged = lake.files.stage(f.source_file, local)
+        except StorageError as e:  # tried again next run: no sha256 is recorded
+            log(f"{entity.name}: {f.source_file} could not be read: {e}")
+            settled.append(FileOutcome(f, FAILED, error=f"could not be read: {e}"))
+            continue
+        if staged is None:
+            log(f"{entity.name}: {f.source_file} vanished before it was read; skipped")
+            continue
+        f.size_bytes, f.modified_ns, f.sha256 = staged.size_bytes, staged.modified_ns, staged.sha256
+        first = firsts.get(f.sha256)
         if seen and seen["sha256"] == f.sha256:
-            touched.append(f)
+            settled.append(FileOutcome(f, UNCHANGED))
+        elif first and first != f.source_file:
+            log(f"{entity.name}: {f.source_file} has the same content as {first}; not ingested")
+            settled.append(FileOutcome(f, DUPLICATE, error=f"same content as {first}"))
         else:
+            if isinstance(local, str):
+                f.path = local
+            else:
+                f.data = local.getvalue()
+            firsts.setdefault(f.sha256, f.source_file)
             todo.append(f)
-    return todo, touched
+            continue
+        if isinstance(local, str):
+            os.remove(local)
+    return Plan(todo, settled, staging)
+
+
+# ---- reading text -----------------------------------------------------------------------------
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# A line break followed by an empty line (searched, not matched line by line: gigabytes pass here).
+_EMPTY_LINE = re.compile(rb"\n(?=\r?\n)")
+
+
+def _pieces(path: str) -> Iterator[bytes]:
+    """A local file in chunks of whole lines."""
+    with open(path, "rb") as fh:
+        carry = b""
+        for chunk in iter(lambda: fh.read(READ_CHUNK), b""):
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+            carry = data[cut:]
+        if carry:
+            yield carry
+
+
+@dataclass
+class _Text:
+    """What a pass over a staged CSV/JSONL copy found: the empty lines (which the reader skips and
+    which are not records), the lines that are not UTF-8 (blanked in the copy, kept as malformed
+    records) and notes for the ledger."""
+
+    empty: set[int] = field(default_factory=set)
+    undecodable: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def skip(self) -> set[int]:
+        return self.empty | {n for n, _ in self.undecodable}
+
+
+def _prepare_text(path: str) -> _Text:
+    """Make the staged copy UTF-8 line by line, and find its empty lines.
+
+    A UTF-16 file with a byte-order mark is decoded as such (with a note); a line that is not
+    UTF-8 spoils only itself: it is kept as a malformed record and blanked in the copy."""
+    text = _Text()
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    encoding = _utf16(head)
+    if encoding:
+        with open(path, encoding=encoding, errors="replace", newline="") as src, \
+                open(path + ".utf8", "w", encoding="utf-8", newline="") as out:
+            shutil.copyfileobj(src, out, READ_CHUNK)
+        os.replace(path + ".utf8", path)
+        how = "byte-order mark" if head[:2] in UTF16_BOMS else "no byte-order mark, NUL bytes"
+        text.notes.append(f"decoded as {encoding.upper()} ({how}); expected UTF-8")
+    line, valid = 0, True
+    for piece in _pieces(path):
+        if valid:
+            try:
+                piece.decode("utf-8")
+            except UnicodeDecodeError:
+                valid = False
+        if piece.startswith((b"\n", b"\r\n")):  # pieces start at a line start
+            text.empty.add(line + 1)
+        for m in _EMPTY_LINE.finditer(piece):
+            text.empty.add(line + piece.count(b"\n", 0, m.end()) + 1)
+        line += piece.count(b"\n")
+    if not valid:
+        text.empty.clear()
+        with open(path, "rb") as src, open(path + ".utf8", "wb") as out:
+            for number, raw in enumerate(src, start=1):
+                body = raw.rstrip(b"\r\n")
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    text.undecodable.append((number, body.decode("utf-8", "backslashreplace")))
+                    text.empty.discard(number)
+                    out.write(raw[len(body):])  # the line break only: the reader skips it
+                    continue
+                if not body.strip(b"\r"):
+                    text.empty.add(number)
+                out.write(raw)
+        os.replace(path + ".utf8", path)
+        text.notes.append(f"{len(text.undecodable)} line(s) not UTF-8, kept as malformed records")
+    return text
+
+
+def _utf16(head: bytes) -> str | None:
+    """The UTF-16 codec of a file starting with `head`: by its byte-order mark, or by the NUL
+    bytes that ASCII text in UTF-16 has at every other position; None for anything else."""
+    if head[:2] in UTF16_BOMS:
+        return "utf-16"
+    if len(head) < 8 or b"\x00" not in head:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > len(odd) * 0.3 and even.count(0) < len(even) * 0.05:
+        return "utf-16-le"
+    if even.count(0) > len(even) * 0.3 and odd.count(0) < len(odd) * 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _decode_document(data: bytes) -> tuple[str, str | None]:
+    """A real-time file's text and, if it is not UTF-8, why (a UTF-8 or UTF-16 BOM is accepted)."""
+    if encoding := _utf16(data[:4096]):
+        return data.decode(encoding, errors="replace"), None
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        return data.decode("utf-8", "backslashreplace"), f"not UTF-8: {e}"
+
+
+class FileProblem(ValueError):
+    """The file as a whole is not what its format promises; its lines are kept as malformed."""
 
 
 # ---- parsing ----------------------------------------------------------------------------------
@@ -230,35 +441,43 @@ class _Parser:
         self.con.close()
 
     # JSON: one object per line (JSONL) or per file (real-time); anything else is malformed.
+    # A line is parsed once for its keys (which finds non-objects, invalid JSON and repeated
+    # keys) and once into the columns; only the rare lines with extra keys are parsed again.
     def json_batch(self, lines: pa.Table) -> pa.Table:
-        """lines: (_source_file, _source_line, line, _parse_error) → bronze rows."""
+        """lines: (_source_file, _source_line, line, _parse_error) → bronze rows; blank lines
+        are not records and give no row."""
         self.con.register("lines", lines)
         result = self.con.sql(
             """
-            WITH v AS (
-                SELECT *, CASE WHEN _parse_error IS NULL AND json_valid(line) THEN line::JSON END AS j
+            WITH k AS (
+                SELECT *, CASE WHEN _parse_error IS NULL THEN try(json_keys(line)) END AS keys
                 FROM lines
-            ), o AS (
-                SELECT *, CASE WHEN json_type(j) = 'OBJECT' THEN j END AS rec FROM v
+                WHERE trim(line, chr(32) || chr(9) || chr(13) || chr(10)) <> ''
             ), p AS (
                 SELECT *,
-                    from_json(rec, $structure) AS cols,
-                    list_filter(json_keys(rec), lambda k: NOT list_contains($known, k)) AS extra_keys
-                FROM o
+                    CASE WHEN len(keys) = len(list_distinct(keys))
+                              AND (len(keys) > 0 OR json_type(line) = 'OBJECT')
+                         THEN try(from_json(line, $structure)) END AS cols,
+                    list_filter(keys, lambda k: NOT list_contains($known, k)) AS extra_keys
+                FROM k
             )
             SELECT
                 unnest(cols),
-                CASE WHEN len(extra_keys) > 0 THEN CAST(to_json(map_from_entries(list_transform(
-                    extra_keys,
-                    lambda k: struct_pack(k := k, v := json_extract(rec, '$."' || k || '"'))
-                ))) AS VARCHAR) END AS _extra_columns,
-                CASE WHEN rec IS NULL THEN line END AS _raw_record,
+                CASE WHEN cols IS NOT NULL AND len(extra_keys) > 0 THEN CAST(to_json(
+                    map_from_entries(list_filter(
+                        map_entries(from_json(line, '"MAP(VARCHAR, JSON)"')),
+                        lambda e: NOT list_contains($known, e.key)))) AS VARCHAR) END
+                    AS _extra_columns,
+                CASE WHEN cols IS NULL THEN line END AS _raw_record,
                 CASE
-                    WHEN rec IS NOT NULL THEN NULL
+                    WHEN cols IS NOT NULL THEN NULL
                     WHEN _parse_error IS NOT NULL THEN _parse_error
-                    WHEN trim(line) = '' THEN 'empty line'
-                    WHEN j IS NULL THEN 'invalid JSON'
-                    ELSE 'JSON value is a ' || lower(json_type(j)) || ', not an object'
+                    WHEN keys IS NULL THEN 'invalid JSON'
+                    WHEN len(keys) > len(list_distinct(keys)) THEN 'duplicate key ' || array_to_string(
+                        list_transform(list_sort(list_distinct(list_filter(keys, lambda k, i:
+                            list_position(keys, k) < i))), lambda k: to_json(k)), ', ')
+                    WHEN json_type(line) = 'OBJECT' THEN 'JSON object could not be read'
+                    ELSE 'JSON value is a ' || lower(json_type(line)) || ', not an object'
                 END AS _parse_error,
                 $ingested_at AS _ingested_at,
                 _source_file,
@@ -277,11 +496,12 @@ class _Parser:
         self.con.unregister("lines")
         return result.cast(self.schema)
 
-    def jsonl(self, f: RawFile) -> Iterator[pa.Table]:
+    def jsonl(self, f: RawFile, text: _Text) -> Iterator[pa.Table]:
         bad: list[tuple[int, str]] = []
+        numbers = _LineNumbers(first=1, skip=text.skip)
 
         def on_invalid(row) -> str:  # a raw \x1f splits the line: not valid JSON anyway
-            bad.append((row.number, row.text))
+            bad.append((numbers.physical(row.number), row.text))
             return "skip"
 
         reader = pacsv.open_csv(
@@ -291,13 +511,12 @@ class _Parser:
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter="\x1f", quote_char=False, escape_char=False,
-                ignore_empty_lines=False, invalid_row_handler=on_invalid,
+                ignore_empty_lines=True, invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={"line": pa.string()}, strings_can_be_null=False
             ),
         )
-        numbers = _LineNumbers(first=1)
         for batch in reader:
             lines = batch.column("line")
             yield self.json_batch(
@@ -319,13 +538,10 @@ class _Parser:
             chunk = files[start : start + REALTIME_FILES_PER_BATCH]
             texts, errors = [], []
             for f in chunk:
-                data = self.lake.files.read_bytes(f.source_file)
-                try:
-                    texts.append(data.decode("utf-8"))
-                    errors.append(None)
-                except UnicodeDecodeError as e:
-                    texts.append(data.decode("utf-8", errors="replace"))
-                    errors.append(f"not UTF-8: {e}")
+                text, error = _decode_document(f.data)
+                f.data = None  # parsed: no longer held
+                texts.append(text)
+                errors.append(error)
             yield self.json_batch(
                 pa.table(
                     {
@@ -337,17 +553,52 @@ class _Parser:
                 )
             )
 
-    def csv(self, f: RawFile) -> Iterator[pa.Table]:
+    def csv_header(self, f: RawFile, text: _Text) -> tuple[list[str], dict[str, str], list[str]]:
+        """(the header's names, contract column → header name, notes). Names match the contract
+        exactly, else case-insensitively; the key column is required."""
+        if 1 in {n for n, _ in text.undecodable}:
+            raise FileProblem("the header line is not UTF-8")
         with open(f.path, "rb") as fh:
             header_line = fh.readline().decode("utf-8-sig").rstrip("\r\n")
-        names = [n.strip() for n in next(csv.reader([header_line]))] if header_line else []
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"unusable CSV header: {header_line[:200]!r}")
-        extra = [n for n in names if n not in self.entity.columns]
+        if not header_line.strip():
+            raise FileProblem("the first line is empty; expected the header")
+        names = [n.strip() for n in next(csv.reader([header_line]))]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise FileProblem(f"header repeats column(s) {', '.join(repeated)}")
+        columns = {c: c for c in self.entity.columns if c in names}
+        by_lower = {n.lower(): n for n in names if n not in columns}
+        renamed = {c: by_lower[c.lower()] for c in self.entity.columns
+                   if c not in columns and c.lower() in by_lower}
+        key = self.entity.key
+        if key not in columns and key not in renamed:
+            found = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
+            hint = ""
+            if len(names) == 1:
+                for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+                    if sep in header_line:
+                        hint = f" (the header looks {name}-delimited; expected commas)"
+                        break
+            raise FileProblem(f"header has no column {key}; found: {found[:300]}{hint}")
+        notes = []
+        if renamed:
+            notes.append("header matched case-insensitively: " + ", ".join(
+                f"{n} as {c}" for c, n in renamed.items()))
+        columns.update(renamed)
+        missing = [c for c in self.entity.columns if c not in columns]
+        if missing:
+            notes.append(f"header lacks column(s) {', '.join(missing)} (read as empty)")
+        return names, columns, notes
+
+    def csv(self, f: RawFile, text: _Text, names: list[str],
+            columns: dict[str, str]) -> Iterator[pa.Table]:
+        used = set(columns.values())
+        extra = [n for n in names if n not in used]
         bad: list[tuple[int, str]] = []
+        numbers = _LineNumbers(first=2, skip=text.skip)
 
         def on_invalid(row) -> str:
-            bad.append((row.number, row.text))
+            bad.append((numbers.physical(row.number), row.text))
             return "skip"
 
         reader = pacsv.open_csv(
@@ -355,17 +606,16 @@ class _Parser:
             read_options=pacsv.ReadOptions(
                 column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_SIZE
             ),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=True, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False
             ),
         )
-        numbers = _LineNumbers(first=2)
         for batch in reader:
             n = batch.num_rows
             cols = {}
             for c in self.entity.columns:
-                cols[c] = batch.column(c) if c in names else pa.nulls(n, pa.string())
+                cols[c] = batch.column(columns[c]) if c in columns else pa.nulls(n, pa.string())
             cols["_extra"] = (
                 pa.StructArray.from_arrays([batch.column(e) for e in extra], names=extra)
                 if extra else pa.nulls(n, pa.null())
@@ -387,29 +637,27 @@ class _Parser:
             ).to_arrow_table()
             self.con.unregister("rows")
             yield out.select(self.schema.names).cast(self.schema)
-            if bad:
-                yield self._malformed(
-                    f,
-                    [(num, text, f"CSV row has the wrong number of fields (header has {len(names)})")
-                     for num, text in bad],
-                )
-                bad.clear()
+            rows = [(num, t, f"CSV row has the wrong number of fields (header has {len(names)})")
+                    for num, t in bad if t.strip()]  # a whitespace-only line is not a record
+            if rows:
+                yield self._malformed(f, rows)
+            bad.clear()
 
-    def unreadable(self, f: RawFile, error: Exception, after_line: int = 0) -> Iterator[pa.Table]:
-        """A file that could not be parsed (from some line on): each of its remaining lines kept
-        as a malformed record, in slices so that a large file does not need much memory."""
-        message = f"file could not be parsed: {type(error).__name__}: {error}"[:1000]
+    def lines_as_malformed(self, f: RawFile, message: str, after_line: int = 0) -> Iterator[pa.Table]:
+        """Each non-blank line of a file (after `after_line`) kept as a malformed record with
+        `message`, in slices so that a large file does not need much memory."""
         rows: list[tuple[int, str, str]] = []
-        with open(f.path, "rb") as fh:
+        with io.BytesIO(f.data) if f.data is not None else open(f.path, "rb") as fh:
             for number, raw in enumerate(fh, start=1):
-                if number <= after_line:
+                if number <= after_line or not raw.strip():
                     continue
-                rows.append((number, raw.decode("utf-8", errors="replace").rstrip("\r\n"), message))
+                text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+                rows.append((number, text, message))
                 if len(rows) >= 100_000:
                     yield self._malformed(f, rows)
                     rows = []
-        if rows or after_line == 0:
-            yield self._malformed(f, rows or [(1, "", message)])
+        if rows:
+            yield self._malformed(f, rows)
 
     def _malformed(self, f: RawFile, rows: list[tuple[int, str, str]]) -> pa.Table:
         n = len(rows)
@@ -433,14 +681,25 @@ class _Parser:
 
 
 class _LineNumbers:
-    """Physical line numbers for the valid rows of a file read in blocks, skipping invalid lines
-    (which the reader reports, with their numbers, before the block that follows them)."""
+    """Physical line numbers for the rows of a file read in blocks, skipping the lines that give
+    no row: empty or undecodable lines (`skip`, known beforehand) and invalid lines (which the
+    reader reports, with their numbers, before the block that follows them)."""
 
-    def __init__(self, first: int):
+    def __init__(self, first: int, skip: set[int]):
         self.next = first
+        self.skip = skip
+        self.skipped = sorted(skip)
+
+    def physical(self, number: int) -> int:
+        """The physical line of the reader's `number`, which does not count the empty lines
+        it skipped."""
+        line = number
+        while (shifted := number + bisect.bisect_right(self.skipped, line)) != line:
+            line = shifted
+        return line
 
     def assign(self, count: int, invalid: list[tuple[int, str]]) -> pa.Array:
-        skip = {n for n, _ in invalid if n >= self.next}
+        skip = {n for n in self.skip if n >= self.next} | {n for n, _ in invalid if n >= self.next}
         out, line = [], self.next
         if not skip:
             self.next = line + count
@@ -456,29 +715,33 @@ class _LineNumbers:
 def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> TableWrite | None:
     """The bronze append for the new or changed raw files of `entity`, or None when there are none.
 
-    The append streams: files are parsed block by block while the Delta writer consumes them. Its
-    `on_commit` records the files in the ledger and returns the materialization's metadata."""
-    todo, touched = plan_files(lake, entity, log)
-    unchanged = [FileOutcome(f, "unchanged") for f in touched]
-    if not todo:
+    The append streams: staged files are parsed block by block while the Delta writer consumes
+    them. Its `on_commit` records the files in the ledger and returns the materialization's
+    metadata."""
+    plan = plan_files(lake, entity, log)
+    if not plan.todo:
+        shutil.rmtree(plan.staging, ignore_errors=True)
         log(f"{entity.name}: no new or changed files")
-        _record(lake, entity, unchanged, batch_id, None)
+        _record(lake, entity, plan.settled, batch_id, None)
         return None
 
-    log(f"{entity.name}: ingesting {len(todo)} new or changed file(s)")
+    log(f"{entity.name}: ingesting {len(plan.todo)} new or changed file(s)")
     parser = _Parser(lake, entity, batch_id, datetime.now(timezone.utc))
+    # The staged copies go with the parser, also if the stream is never consumed.
+    weakref.finalize(parser, shutil.rmtree, plan.staging, True)
     outcomes: list[FileOutcome] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            yield from _parse_all(parser, todo, outcomes, log)
+            yield from _parse_all(parser, plan.todo, outcomes, log)
         finally:
             parser.close()
+            shutil.rmtree(plan.staging, ignore_errors=True)
 
     def on_commit(version: int) -> dict:
-        _record(lake, entity, unchanged + outcomes, batch_id, version)
+        _record(lake, entity, plan.settled + outcomes, batch_id, version)
         result = IngestResult(entity.name, version, sum(o.rows for o in outcomes),
-                              sum(o.bad_rows for o in outcomes), unchanged + outcomes)
+                              sum(o.bad_rows for o in outcomes), plan.settled + outcomes)
         log(f"{entity.name}: appended {result.rows_added} rows ({result.bad_rows_added} "
             f"malformed) from {result.files_ingested} file(s) as bronze version {version}")
         return result.metadata()
@@ -486,9 +749,9 @@ def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> Table
     files_meta = json.dumps(
         [
             {"source_file": f.source_file, "size_bytes": f.size_bytes,
-             "modified_ns": f.modified_ns, "sha256": f.sha256, "status": "ingested",
+             "modified_ns": f.modified_ns, "sha256": f.sha256, "status": INGESTED,
              "batch_id": batch_id}
-            for f in todo
+            for f in plan.todo
         ]
     )
     return TableWrite(
@@ -504,38 +767,83 @@ def _count(outcome: FileOutcome, t: pa.Table) -> None:
     outcome.bad_rows += t.num_rows - t.column("_parse_error").null_count
 
 
+def _fail(parser: "_Parser", outcome: FileOutcome, reason: str, log: Log,
+          after_line: int = 0) -> Iterator[pa.RecordBatch]:
+    """The file fails as a whole: its lines (after `after_line`) become malformed records."""
+    f = outcome.file
+    outcome.status, outcome.error = FAILED, reason[:1000]
+    log(f"{parser.entity.name}: {f.source_file} failed ({outcome.error}); "
+        + (f"the lines after line {after_line}" if after_line else "its lines")
+        + " are kept as malformed records")
+    for t in parser.lines_as_malformed(f, outcome.error, after_line=after_line):
+        _count(outcome, t)
+        yield from t.to_batches()
+
+
 def _parse_batch_file(parser: "_Parser", f: RawFile, outcomes: list[FileOutcome],
                       log: Log) -> Iterator[pa.RecordBatch]:
     entity = parser.entity.name
-    outcome = FileOutcome(f, "ingested")
+    outcome = FileOutcome(f, INGESTED)
     outcomes.append(outcome)
-    last_line = 0
+    text = _prepare_text(f.path)
+    for note in text.notes:
+        outcome.note(note)
+    last_line, failure = 0, None
     try:
-        for t in parser.jsonl(f) if f.source_file.endswith(".jsonl") else parser.csv(f):
+        if f.format == "jsonl":
+            tables = parser.jsonl(f, text)
+        elif _is_blank(f.path):
+            tables = iter(())
+        else:
+            names, columns, notes = parser.csv_header(f, text)
+            for note in notes:
+                outcome.note(note)
+            tables = parser.csv(f, text, names, columns)
+        for t in tables:
             _count(outcome, t)
             last_line = max(last_line, pa.compute.max(t.column("_source_line")).as_py() or 0)
             yield from t.to_batches()
-    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError) as e:
-        outcome.status, outcome.error = "failed", f"{type(e).__name__}: {e}"[:1000]
-        log(f"{entity}: {f.source_file} could not be parsed after line {last_line} "
-            f"({outcome.error}); the lines after it are kept as malformed records")
-        for t in parser.unreadable(f, e, after_line=last_line):
-            _count(outcome, t)
-            yield from t.to_batches()
+    except FileProblem as e:
+        failure, last_line = str(e), 1
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, duckdb.Error) as e:
+        failure = f"file could not be parsed: {type(e).__name__}: {e}"
+        if f.format == "csv":  # the header is not a record
+            last_line = max(last_line, 1)
+    if failure:
+        yield from _fail(parser, outcome, failure, log, after_line=last_line)
+    # Blanked in the copy, so never read above: kept here (a CSV header is not a record).
+    undecodable = [(n, raw, "not UTF-8") for n, raw in text.undecodable
+                   if not (n == 1 and f.format == "csv")]
+    if undecodable:
+        t = parser._malformed(f, undecodable)
+        _count(outcome, t)
+        yield from t.to_batches()
     log(f"{entity}: {f.source_file}: {outcome.rows} rows"
         + (f", {outcome.bad_rows} malformed" if outcome.bad_rows else ""))
 
 
+def _is_blank(path: str) -> bool:
+    """Whether a file holds nothing but whitespace (no records, and no header either)."""
+    with open(path, "rb") as fh:
+        return all(not chunk.strip() for chunk in iter(lambda: fh.read(READ_CHUNK), b""))
+
+
 def _parse_all(parser: "_Parser", todo: list[RawFile], outcomes: list[FileOutcome],
                log: Log) -> Iterator[pa.RecordBatch]:
-    entity = parser.entity.name
-    realtime = [f for f in todo if f.source_file.endswith(".json")]
-    for f in (f for f in todo if not f.source_file.endswith(".json")):
-        with parser.lake.files.local_copy(f.source_file) as local:
-            yield from _parse_batch_file(parser, RawFile(local, f.source_file, f.size_bytes,
-                                                         f.modified_ns, f.sha256), outcomes, log)
+    entity = parser.entity
+    realtime = []
+    for f in todo:
+        if f.format != "json":
+            yield from _parse_batch_file(parser, f, outcomes, log)
+            os.remove(f.path)  # the staged copy is done with
+        elif problem := realtime_name_problem(entity, f.source_file.rsplit("/", 1)[-1]):
+            outcome = FileOutcome(f, INGESTED)
+            outcomes.append(outcome)
+            yield from _fail(parser, outcome, problem, log)
+        else:
+            realtime.append(f)
     if realtime:
-        by_file = {f.source_file: FileOutcome(f, "ingested") for f in realtime}
+        by_file = {f.source_file: FileOutcome(f, INGESTED) for f in realtime}
         outcomes.extend(by_file.values())
         for t in parser.realtime(realtime):
             errors = t.column("_parse_error").to_pylist()
@@ -544,9 +852,12 @@ def _parse_all(parser: "_Parser", todo: list[RawFile], outcomes: list[FileOutcom
                 o.rows += 1
                 if err is not None:
                     o.bad_rows += 1
-                    o.status, o.error = "failed", err
+                    o.status, o.error = FAILED, err
             yield from t.to_batches()
-        log(f"{entity}: {len(realtime)} real-time file(s)")
+        log(f"{entity.name}: {len(realtime)} real-time file(s)")
+    for o in outcomes:
+        if o.status == INGESTED and o.rows == 0:
+            o.note("no records (empty or whitespace only)")
 
 
 def _record(lake: Lake, entity: Entity, outcomes: list[FileOutcome], batch_id: str,
@@ -560,7 +871,8 @@ def _record(lake: Lake, entity: Entity, outcomes: list[FileOutcome], batch_id: s
             "size_bytes": o.file.size_bytes, "modified_ns": o.file.modified_ns,
             "sha256": o.file.sha256, "status": o.status, "rows": o.rows, "bad_rows": o.bad_rows,
             "error": o.error, "batch_id": batch_id,
-            "bronze_version": version if o.status != "unchanged" else None, "recorded_at": now,
+            "bronze_version": version if o.status in IN_BRONZE and o.file.sha256 else None,
+            "recorded_at": now,
         }
         for o in outcomes
     ]

@@ -12,6 +12,7 @@ carry a signed URL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 T = TypeVar("T")
 
@@ -89,6 +90,35 @@ class FileInfo:
     path: str  # lake-relative
     size_bytes: int
     modified_ns: int
+    refused: str | None = None  # why the lake will not read it (a link out of its folder's layer)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """What `stage` copied: the size, modification time and sha256 of exactly those bytes."""
+
+    size_bytes: int
+    modified_ns: int
+    sha256: str
+
+
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _copy_hashing(source, dest: str | BinaryIO) -> tuple[str, int]:
+    """Copy a binary stream (or an iterator of chunks) to a local file or an in-memory buffer,
+    returning the sha256 and size of the bytes copied: the copy is what was hashed, whatever
+    happens to the source meanwhile."""
+    h, size = hashlib.sha256(), 0
+    chunks = iter(lambda: source.read(COPY_CHUNK_BYTES), b"") if hasattr(source, "read") else source
+    with open(dest, "wb") if isinstance(dest, str) else contextlib.nullcontext(dest) as out:
+        out.seek(0)
+        out.truncate()
+        for chunk in chunks:
+            h.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return h.hexdigest(), size
 
 
 class LocalFiles:
@@ -100,17 +130,37 @@ class LocalFiles:
     def _abs(self, path: str) -> Path:
         return self.root / path
 
+    def _inside_layer(self, path: str) -> bool:
+        """Whether `path` (lake-relative) resolves, links followed, to a regular file inside its
+        own layer folder (`raw/…` inside raw/)."""
+        layer = os.path.realpath(self.root / path.split("/", 1)[0])
+        target = os.path.realpath(self._abs(path))
+        return target.startswith(layer + os.sep) and os.path.isfile(target)
+
     def list(self, prefix: str) -> list[FileInfo]:
-        """Files directly inside the folder `prefix`."""
+        """Files directly inside the folder `prefix`. A symbolic link is followed only to a file
+        inside the same layer; any other link, or a special file, is listed as refused (by its
+        own size and time) and never read."""
         folder = self._abs(prefix)
         if not folder.is_dir():
             return []
         out = []
         with os.scandir(folder) as it:
             for e in it:
-                if e.is_file():
+                path = f"{prefix}/{e.name}"
+                if e.is_dir():
+                    continue
+                if e.is_symlink() and not self._inside_layer(path):
+                    st = e.stat(follow_symlinks=False)
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns, refused=(
+                        f"symbolic link pointing outside {path.split('/', 1)[0]}/ (not followed)")))
+                elif e.is_file():
                     st = e.stat()
-                    out.append(FileInfo(f"{prefix}/{e.name}", st.st_size, st.st_mtime_ns))
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns))
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns,
+                                        refused="not a regular file"))
         return out
 
     def list_dirs(self, prefix: str) -> list[str]:
@@ -129,6 +179,29 @@ class LocalFiles:
     @contextlib.contextmanager
     def local_copy(self, path: str) -> Iterator[str]:
         yield str(self._abs(path))
+
+    def stage(self, path: str, dest: str | BinaryIO) -> StagedFile | None:
+        """Copy `path` to `dest` (a local file or a buffer) while hashing it; None when it no
+        longer exists. Refuses (StorageError) a link that now leads out of its layer."""
+        target = self._abs(path)
+        try:
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                if not self._inside_layer(path):  # a link (checked only then: it costs)
+                    raise StorageError(
+                        f"{path} leads outside {path.split('/', 1)[0]}/; not read") from None
+                fd = os.open(target, os.O_RDONLY)
+            with open(fd, "rb") as source:
+                st = os.fstat(source.fileno())
+                digest, size = _copy_hashing(source, dest)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read {path}: {e.strerror}") from None
+        return StagedFile(size, st.st_mtime_ns, digest)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Replace `path` atomically: readers see the old content or the new, never a part."""
@@ -222,6 +295,24 @@ class AzureFiles:
 
             self._call(f"downloading {container}/{rest}", run)
             yield local
+
+    def stage(self, path: str, dest: str | BinaryIO) -> StagedFile | None:
+        """Download `path` to `dest` (a local file or a buffer) while hashing it; None when the
+        blob is gone. A retry starts the copy afresh, so the hash is that of the bytes in `dest`."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        container, rest = self._split(path)
+
+        def run():
+            try:
+                download = self.service.get_blob_client(container, rest).download_blob()
+            except ResourceNotFoundError:
+                return None
+            digest, size = _copy_hashing(download.chunks(), dest)
+            modified = download.properties.last_modified
+            return StagedFile(size, int(modified.timestamp() * 1e9) if modified else 0, digest)
+
+        return self._call(f"downloading {container}/{rest}", run)
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """One blob upload: Azure replaces a blob atomically."""

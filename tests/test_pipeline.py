@@ -144,20 +144,19 @@ def test_malformed_json_line_and_extra_csv_column_do_not_break_the_run(base_lake
     assert {r["provider_id"] for r in base_lake.rows("silver", "dim_providers")} == {"PRV-1", "PRV-2"}
 
 
-# pyarrow decodes an invalid row's text before handing it to our handler, and reports the
-# UnicodeDecodeError of a non-UTF-8 row as "unraisable"; the file then takes the fallback path.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_undecodable_file_is_kept_line_by_line(base_lake: LakeFixture):
+def test_a_line_that_is_not_utf8_spoils_only_itself(base_lake: LakeFixture):
     (base_lake.root / "raw" / "pets" / "pets_broken.csv").write_bytes(
         b"pet_id,customer_id\nPET-7,CUST-1\n\xff\xfe broken\n")
     base_lake.refresh(as_of=AS_OF)
 
     bad = [q for q in base_lake.rows("silver", "quarantine") if q["source_file"] == "raw/pets/pets_broken.csv"]
-    assert [(q["reason"], q["source_line"]) for q in bad] == [
-        ("malformed_record", 1), ("malformed_record", 2), ("malformed_record", 3)]
-    assert all("could not be parsed" in q["detail"] for q in bad)
+    assert [(q["reason"], q["source_line"], q["record"]) for q in bad] == [
+        ("malformed_record", 3, "\\xff\\xfe broken")]
+    assert "PET-7" in {r["pet_id"] for r in base_lake.rows("silver", "dim_pets")}
     ledger = [r for r in base_lake.rows("bronze", "_file_ledger") if r["source_file"] == "raw/pets/pets_broken.csv"]
-    assert [(r["status"], r["rows"], r["bad_rows"]) for r in ledger] == [("failed", 3, 3)]
+    assert [(r["status"], r["rows"], r["bad_rows"]) for r in ledger] == [("ingested", 2, 1)]
+    assert ledger[0]["error"].startswith("1 line(s) not UTF-8, kept as malformed records; "
+                                         "header lacks column(s) pet_name, species, ")
 
 
 def test_ledger_is_recovered_from_bronze_commits_after_a_crash(base_lake: LakeFixture):
