@@ -3,6 +3,7 @@
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
     petinsure generate --claims 15000 # only the demo raw data
+    petinsure refresh --lock-wait 0   # refuse at once (exit 75) if another writer holds the lake
 
 Runs are recorded in the Dagster instance of DAGSTER_HOME (default ./.dagster_home), so they show
 up in the UI opened on the same folder.
@@ -20,12 +21,14 @@ import dagster as dg
 
 from petinsure_assets import contracts
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
+from petinsure_assets.lock import LOCK_WAIT_ENV, LakeBusyError, lock_wait_seconds, writer_lock
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
 from petinsure_assets.storage import StorageError
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
+EXIT_LAKE_BUSY = 75  # EX_TEMPFAIL: another writer holds the lake; try again later
 SUMMARY_TABLES = (
     [("bronze", e.bronze_table) for e in contracts.ENTITIES]
     + [("silver", t) for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
@@ -100,9 +103,11 @@ def run_refresh(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     snapshot: bool = True,
+    lock_wait: float | None = None,
 ) -> RefreshSummary:
     """Materialize the whole graph in this process (refresh_all, then publish_api_snapshot, as
-    the exports sensor would) and summarize what the lake holds after it."""
+    the exports sensor would) and summarize what the lake holds after it. Both runs hold the
+    lake's writer lock (`LakeBusyError` after `lock_wait` seconds, see lock.py)."""
     from petinsure_assets.definitions import build_definitions
 
     from petinsure_assets.resources import lake_resource_from_env
@@ -113,17 +118,18 @@ def run_refresh(
     instance = instance or dg.DagsterInstance.ephemeral()
     start = time.perf_counter()
     results = []
-    for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
-        results.append(defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance,
-            run_config={
-                "resources": {"reporting_date": {"config": {"as_of": as_of}}},
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-            raise_on_error=False,
-        ))
-        if not results[-1].success:
-            break
+    with writer_lock(lake, "petinsure refresh", wait=lock_wait, log=_warn):
+        for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
+            results.append(defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance,
+                run_config={
+                    "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
+                raise_on_error=False,
+            ))
+            if not results[-1].success:
+                break
     summary = RefreshSummary(
         success=all(r.success for r in results),
         run_id=results[0].run_id,
@@ -141,6 +147,10 @@ def run_refresh(
     except StorageError as e:  # the lake cannot be read (the run has said why): say so, go on
         summary.failures.append(f"summary: {e}")
     return summary
+
+
+def _warn(message: str) -> None:
+    print(f"petinsure: {message}", file=sys.stderr, flush=True)
 
 
 def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
@@ -198,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="demo data size in claims (default 15,000)")
         p.add_argument("--seed", type=int, default=42)
     refresh.add_argument("--as-of", default="", help="gold as-of date YYYY-MM-DD (default today UTC)")
+    refresh.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
+                         help="how long to wait while another writer holds the lake (default "
+                         f"${LOCK_WAIT_ENV} or 600); then exit {EXIT_LAKE_BUSY}. 0: refuse at once")
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
     args = parser.parse_args(argv)
 
@@ -207,20 +220,31 @@ def main(argv: list[str] | None = None) -> int:
     from petinsure_assets.resources import lake_resource_from_env
 
     try:
+        lock_wait = lock_wait_seconds(getattr(args, "lock_wait", None))
+    except ValueError as e:
+        parser.error(str(e))
+    try:
         lake = lake_resource_from_env(args.lake and os.path.abspath(args.lake), resolve=True).lake()
         if lake.is_azure:
             from petinsure_assets.azure import verify
 
             verify(lake)
-        if args.command == "generate" or raw_zone_is_empty(lake):
+        if args.command == "generate":  # the landing zone only, like any producer: no lock
             generate_into(lake, args.claims, args.seed)
-            if args.command == "generate":
-                return 0
+            return 0
+        # One lock from the demo data to the snapshot: a second refresh neither generates nor
+        # ingests alongside this one.
+        with writer_lock(lake, "petinsure refresh", wait=lock_wait, log=_warn):
+            if raw_zone_is_empty(lake):
+                generate_into(lake, args.claims, args.seed)
+            summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
+                                  instance=dagster_instance())
+    except LakeBusyError as e:
+        print(f"petinsure: {e}", file=sys.stderr)
+        return EXIT_LAKE_BUSY
     except StorageError as e:
         print(f"petinsure: {e}", file=sys.stderr)
         return 2
-    summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
-                          instance=dagster_instance())
     print(summary.render())
     return 0 if summary.success else 1
 
