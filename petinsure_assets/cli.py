@@ -103,11 +103,10 @@ def run_refresh(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     snapshot: bool = True,
-    lock_wait: float | None = None,
 ) -> RefreshSummary:
     """Materialize the whole graph in this process (refresh_all, then publish_api_snapshot, as
-    the exports sensor would) and summarize what the lake holds after it. Both runs hold the
-    lake's writer lock (`LakeBusyError` after `lock_wait` seconds, see lock.py)."""
+    the exports sensor would) and summarize what the lake holds after it. Each run holds the
+    lake's writer lock (lock.py); `main` holds it across both."""
     from petinsure_assets.definitions import build_definitions
 
     from petinsure_assets.resources import lake_resource_from_env
@@ -118,18 +117,17 @@ def run_refresh(
     instance = instance or dg.DagsterInstance.ephemeral()
     start = time.perf_counter()
     results = []
-    with writer_lock(lake, "petinsure refresh", wait=lock_wait, log=_warn):
-        for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
-            results.append(defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance,
-                run_config={
-                    "resources": {"reporting_date": {"config": {"as_of": as_of}}},
-                    "loggers": {"console": {"config": {"log_level": log_level}}},
-                },
-                raise_on_error=False,
-            ))
-            if not results[-1].success:
-                break
+    for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
+        results.append(defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            run_config={
+                "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            raise_on_error=False,
+        ))
+        if not results[-1].success:
+            break
     summary = RefreshSummary(
         success=all(r.success for r in results),
         run_id=results[0].run_id,

@@ -132,6 +132,9 @@ class FileLock:
         return str(self.path)
 
 
+_PROCESS_LEASE_IDS: dict[int, str] = {}  # by pid: a forked child is another writer
+
+
 class LeaseLock:
     """An Azure blob lease on a lock blob: finite (15-60 s), renewed by a background thread while
     held, so that it expires by itself once the holding process is gone."""
@@ -163,7 +166,10 @@ class LeaseLock:
                     raise
 
         def acquire() -> bool:
-            lease = BlobLeaseClient(self.blob)
+            # This process's own lease id: a lease whose release failed (storage unreachable at
+            # the end of a run) is taken again at once by the same process, not waited out.
+            lease = BlobLeaseClient(self.blob, lease_id=_PROCESS_LEASE_IDS.setdefault(
+                os.getpid(), str(uuid.uuid4())))
             try:
                 lease.acquire(lease_duration=self.lease_seconds)
             except HttpResponseError as e:

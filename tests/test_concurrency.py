@@ -105,13 +105,13 @@ def refusal_pattern(holder: Holder, where: str) -> re.Pattern:
         r"has finished, or wait longer: --lock-wait SECONDS or PETINSURE_LOCK_WAIT_SECONDS\n")
 
 
-def assert_ingested_once(lake: LakeFixture) -> None:
-    counts = {t: lake.lake.read(lake.lake.table_uri("bronze", t), "SELECT count(*) AS n FROM t")
+def assert_ingested_once(lake: Lake) -> None:
+    counts = {t: lake.read(lake.table_uri("bronze", t), "SELECT count(*) AS n FROM t")
               .column("n")[0].as_py() for t in RAW_RECORDS}
     assert counts == RAW_RECORDS
     for table, (key, expected) in SILVER_KEYS.items():
-        row = lake.lake.read(lake.lake.table_uri("silver", table),
-                             f"SELECT count(*) AS n, count(DISTINCT {key}) AS k FROM t").to_pylist()
+        row = lake.read(lake.table_uri("silver", table),
+                        f"SELECT count(*) AS n, count(DISTINCT {key}) AS k FROM t").to_pylist()
         assert row == [{"n": expected, "k": expected}], table
 
 
@@ -140,7 +140,7 @@ def test_two_refreshes_started_together_ingest_once(small_lake, tmp_path, holder
     outcomes = [refresh.communicate() for refresh in refreshes]
     assert [r.returncode for r in refreshes] == [0, 0], [err[-2000:] for _, err in outcomes]
     assert all(out.startswith("refresh_all succeeded") for out, _ in outcomes)
-    assert_ingested_once(small_lake)
+    assert_ingested_once(small_lake.lake)
 
 
 def holder_since(root: Path) -> str:
@@ -164,7 +164,7 @@ def test_refresh_refuses_while_held_and_runs_once_the_holder_is_killed(small_lak
     done = subprocess.run(refresh_command(str(small_lake.root), "--lock-wait", "0"), env=env,
                           cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert_ingested_once(small_lake)
+    assert_ingested_once(small_lake.lake)
     # Released at the end: the lock names nobody, and this process can take it at once.
     assert (small_lake.root / "_lake_writer.lock").read_bytes() == b""
     with writer_lock(small_lake.lake, "test", wait=0):
@@ -211,3 +211,48 @@ def test_another_thread_of_the_process_is_another_writer(tmp_path):
         rf"the lake \(local folder {re.escape(lake.root)}\) is being written by first \(run run-2, "
         rf"pid {os.getpid()} on host {re.escape(socket.gethostname())}, since \S+\); not waiting "
         r"\(lock wait 0 s\)\. .*", errors[0])
+
+
+def test_azure_refuses_while_leased_and_the_lease_of_a_killed_holder_expires(small_lake, tmp_path,
+                                                                             holders):
+    from dagster_azure.adls2 import ADLS2Key
+
+    from petinsure_assets.azure import azure_lake
+    from tests.azurite import ACCOUNT, KEY, Azurite
+
+    azurite = Azurite(tmp_path / "azurite").start()
+    try:
+        azurite.create_containers()
+        service = azurite.service()
+        raw = small_lake.root / "raw"
+        for path in sorted(raw.rglob("*")):
+            if path.is_file():
+                service.get_container_client("raw").upload_blob(
+                    path.relative_to(raw).as_posix(), path.read_bytes())
+        # The shortest lease Azure grants: a killed holder's lease is gone 15 s after its last
+        # renewal, and the refresh below waits for that.
+        env = process_env(tmp_path, AZURE_STORAGE_ACCOUNT=ACCOUNT, AZURE_STORAGE_KEY=KEY,
+                          AZURE_STORAGE_BLOB_ENDPOINT=azurite.endpoint,
+                          PETINSURE_LOCK_LEASE_SECONDS="15")
+        holder = holders("", env)
+
+        refused = subprocess.run(refresh_command(None, "--lock-wait", "0"), env=env, cwd=REPO,
+                                 capture_output=True, text=True)
+        assert refused.returncode == EXIT_LAKE_BUSY, refused.stderr[-2000:]
+        where = f"storage account {ACCOUNT} (containers raw, bronze, silver, gold)"
+        assert refusal_pattern(holder, where).fullmatch(refused.stderr)
+        assert KEY not in refused.stderr
+        written = {c: sorted(b.name for b in service.get_container_client(c).list_blobs())
+                   for c in ("bronze", "silver", "gold")}
+        assert written == {"bronze": ["_lake_writer.lock"], "silver": [], "gold": []}
+
+        holder.kill()
+        done = subprocess.run(refresh_command(None, "--lock-wait", "120"), env=env, cwd=REPO,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert KEY not in done.stderr + done.stdout
+        assert_ingested_once(azure_lake(ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint))
+        lock = service.get_blob_client("bronze", "_lake_writer.lock").get_blob_properties()
+        assert (lock.lease.state, lock.size) == ("available", 0)  # released, and names nobody
+    finally:
+        azurite.stop()
