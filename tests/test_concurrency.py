@@ -175,7 +175,8 @@ def test_every_dagster_job_refuses_while_the_lake_is_held(small_lake, tmp_path, 
                                                           monkeypatch):
     monkeypatch.setenv("PETINSURE_LOCK_WAIT_SECONDS", "0")
     holder = holders(str(small_lake.root), process_env(tmp_path))
-    repository = build_definitions(str(small_lake.root)).get_repository_def()
+    defs = build_definitions(str(small_lake.root))
+    repository = defs.get_repository_def()
     jobs = sorted(job.name for job in repository.get_all_jobs())
     assert {"refresh_all", "publish_api_snapshot"} <= set(jobs)
     for name in jobs:
@@ -188,6 +189,12 @@ def test_every_dagster_job_refuses_while_the_lake_is_held(small_lake, tmp_path, 
         assert f"is being written by test holder (run holder-run, pid {holder.pid}" in str(
             failures[0].event_specific_data.error), name
     assert sorted(p.name for p in small_lake.root.iterdir()) == ["_lake_writer.lock", "raw"]
+
+    # A sensor only reads: it is not held up by the writer, and asks for the run.
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources) as context:
+        tick = defs.resolve_sensor_def("raw_files_sensor").evaluate_tick(context)
+    assert len(tick.run_requests) == 1
 
 
 def test_another_thread_of_the_process_is_another_writer(tmp_path):
