@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
-from petinsure_assets.lock import LOCK_WAIT_ENV, LakeBusyError, writer_lock
+from petinsure_assets.lock import LakeBusyError, writer_lock
 
 PREVIEW_ROWS = 5
 ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
@@ -46,9 +46,6 @@ class LakeResource(dg.ConfigurableResource):
     bronze_container: str = "bronze"
     silver_container: str = "silver"
     gold_container: str = "gold"
-    lock_wait_seconds: float | None = Field(
-        default=None, description="How long a run waits for another writer of the lake (another "
-        f"run, `petinsure refresh`) before it fails; empty = {LOCK_WAIT_ENV} or 600 s.")
     _lake: Lake | None = PrivateAttr(default=None)
 
     def lake(self) -> Lake:
@@ -68,7 +65,8 @@ class LakeResource(dg.ConfigurableResource):
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext):
         """On Azure, check the containers and the credential before any step runs. A run holds
-        the lake's writer lock from its start to its end (lock.py); sensors only read."""
+        the lake's writer lock from its start to its end, waiting for another writer up to
+        PETINSURE_LOCK_WAIT_SECONDS (lock.py); sensors only read."""
         if self.storage_account:
             verify(self.lake())
         with contextlib.ExitStack() as held:
@@ -76,7 +74,7 @@ class LakeResource(dg.ConfigurableResource):
                 try:
                     held.enter_context(writer_lock(
                         self.lake(), f"Dagster run of {context.run.job_name}",
-                        run_id=context.run.run_id, wait=self.lock_wait_seconds,
+                        run_id=context.run.run_id,
                         log=context.log.warning if context.log else None))
                 except LakeBusyError as e:
                     raise dg.Failure(str(e)) from None
