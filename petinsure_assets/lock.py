@@ -57,7 +57,7 @@ def _number_from_env(name: str, default: float) -> float:
 def lock_wait_seconds(value: float | None = None) -> float:
     """The wait asked for, else PETINSURE_LOCK_WAIT_SECONDS, else 600 s."""
     wait = _number_from_env(LOCK_WAIT_ENV, DEFAULT_WAIT_SECONDS) if value is None else float(value)
-    if wait < 0:
+    if not wait >= 0:  # also NaN
         raise ValueError(f"the lock wait must be 0 or more seconds, got {wait:g}")
     return wait
 
@@ -100,8 +100,7 @@ def _busy(lake, who: str, wait: float) -> LakeBusyError:
         f"finished, or wait longer: --lock-wait SECONDS or {LOCK_WAIT_ENV}"))
 
 
-def _acquire(lake, primitive, wait: float, log: Callable[[str], None]) -> None:
-    deadline = time.monotonic() + wait
+def _acquire(lake, primitive, wait: float, deadline: float, log: Callable[[str], None]) -> None:
     said = False
     while not primitive.try_acquire():
         remaining = deadline - time.monotonic()
@@ -125,14 +124,15 @@ def writer_lock(lake, holder: str, *, run_id: str | None = None, wait: float | N
     primitive = lake.files.writer_lock(lease_seconds(), log)
     with _HOLDS_GUARD:
         hold = _HOLDS.setdefault(primitive.key, _Hold())
+    deadline = time.monotonic() + wait
     # Another thread of this process that holds the lake is another writer too.
-    if not hold.thread_lock.acquire(timeout=wait if wait > 0 else 0):
+    if not hold.thread_lock.acquire(timeout=min(wait, threading.TIMEOUT_MAX)):
         raise _busy(lake, describe_holder(json.dumps(hold.info).encode()), wait)
     previous = dict(hold.info)
     acquired_here = False
     try:
         if hold.depth == 0:
-            _acquire(lake, primitive, wait, log)
+            _acquire(lake, primitive, wait, deadline, log)
             acquired_here = True
             hold.primitive = primitive
             hold.info = {"holder": holder, "run_id": run_id, "pid": os.getpid(),
