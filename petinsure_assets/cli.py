@@ -4,6 +4,7 @@
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
     petinsure generate --claims 15000 # only the demo raw data
+    petinsure refresh --lock-wait 0   # refuse at once (exit 75) if another writer holds the lake
     petinsure api --port 8000         # the reference API over the lake's snapshots (uvicorn)
 
 Runs are recorded in the Dagster instance of DAGSTER_HOME (default ./.dagster_home), so they show
@@ -25,6 +26,7 @@ from petinsure_assets import contracts
 from petinsure_assets.entry_point import run_and_exit
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
+from petinsure_assets.lock import LOCK_WAIT_ENV, LakeBusyError, lock_wait_seconds, writer_lock
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
 from petinsure_assets.storage import StorageError
@@ -32,6 +34,7 @@ from petinsure_assets.storage import StorageError
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
 DEFAULT_DEMO_SEED = 42
+EXIT_LAKE_BUSY = 75  # EX_TEMPFAIL: another writer holds the lake; try again later
 SUMMARY_TABLES = (
     [("bronze", e.bronze_table) for e in contracts.ENTITIES]
     + [("silver", t) for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
@@ -114,7 +117,8 @@ def run_refresh(
     snapshot: bool = True,
 ) -> RefreshSummary:
     """Materialize the whole graph in this process (refresh_all, then publish_api_snapshot, as
-    the exports sensor would) and summarize what the lake holds after it."""
+    the exports sensor would) and summarize what the lake holds after it. Each run holds the
+    lake's writer lock (lock.py); `main` holds it across both."""
     from petinsure_assets.definitions import build_definitions
 
     from petinsure_assets.resources import lake_resource_from_env
@@ -153,6 +157,10 @@ def run_refresh(
     except StorageError as e:  # the lake cannot be read (the run has said why): say so, go on
         summary.failures.append(f"summary: {e}")
     return summary
+
+
+def _warn(message: str) -> None:
+    print(f"petinsure: {message}", file=sys.stderr, flush=True)
 
 
 def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
@@ -229,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=None, help=f"demo data seed (default {DEFAULT_DEMO_SEED})")
     refresh.add_argument("--as-of", default="", type=_as_of_date,
                          help="gold as-of date YYYY-MM-DD (default today UTC)")
+    refresh.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
+                         help="how long to wait while another writer holds the lake (default "
+                         f"${LOCK_WAIT_ENV} or 600); then exit {EXIT_LAKE_BUSY}. 0: refuse at once")
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
     api = sub.add_parser("api", help="serve the reference API over the snapshots (see reference_api)")
     api.add_argument("--host", default="127.0.0.1")
@@ -248,27 +259,39 @@ def main(argv: list[str] | None = None) -> int:
     claims = DEFAULT_DEMO_CLAIMS if args.claims is None else args.claims
     seed = DEFAULT_DEMO_SEED if args.seed is None else args.seed
     try:
+        lock_wait = lock_wait_seconds(getattr(args, "lock_wait", None))
+    except ValueError as e:
+        parser.error(str(e))
+    try:
         lake = lake_resource_from_env(args.lake and os.path.abspath(args.lake), resolve=True).lake()
         if lake.is_azure:
             from petinsure_assets.azure import verify
 
             verify(lake)
-        if args.command == "generate" or raw_zone_is_empty(lake):
+        if args.command == "generate":  # the landing zone only, like any producer: no lock
             generate_into(lake, claims, seed)
-            if args.command == "generate":
-                return 0
-        else:
-            ignored = " ".join(f"--{name} {value}" for name, value in
-                               (("claims", args.claims), ("seed", args.seed)) if value is not None)
-            if ignored:
-                print(f"petinsure: {lake.layer('raw')} already holds data; {ignored} ignored, the lake "
-                      "is refreshed as it is. To generate new demo data, pass --lake <new folder> or "
-                      "delete the lake first (`make clean` deletes ./lake).", file=sys.stderr)
+            return 0
+        # One lock from the demo data to the snapshot: a second refresh neither generates nor
+        # ingests alongside this one.
+        with writer_lock(lake, "petinsure refresh", wait=lock_wait, log=_warn):
+            if raw_zone_is_empty(lake):
+                generate_into(lake, claims, seed)
+            else:
+                ignored = " ".join(f"--{name} {value}" for name, value in
+                                   (("claims", args.claims), ("seed", args.seed)) if value is not None)
+                if ignored:
+                    print(f"petinsure: {lake.layer('raw')} already holds data; {ignored} ignored, the "
+                          "lake is refreshed as it is. To generate new demo data, pass --lake <new "
+                          "folder> or delete the lake first (`make clean` deletes ./lake).",
+                          file=sys.stderr)
+            summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
+                                  instance=dagster_instance())
+    except LakeBusyError as e:
+        print(f"petinsure: {e}", file=sys.stderr)
+        return EXIT_LAKE_BUSY
     except (StorageError, OSError) as e:
         print(f"petinsure: {e}", file=sys.stderr)
         return 2
-    summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
-                          instance=dagster_instance())
     print(summary.render())
     return 0 if summary.success else 1
 

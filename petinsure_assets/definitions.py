@@ -25,6 +25,9 @@ def build_definitions(lake_root: str | None = None) -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
         resources=build_resources(lake_root),
+        # Every run in one process (the UI's and the automation sensor's too): a run holds the
+        # lake's writer lock for its whole length (lock.py), which step processes could not share.
+        executor=dg.in_process_executor,
     )
 
 

@@ -4,7 +4,7 @@ Everything is chosen from the environment in `build_resources()`; the embedded d
 lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per step.
 """
 
-
+import contextlib
 import datetime as dt
 import json
 import os
@@ -21,6 +21,7 @@ from pydantic import Field, PrivateAttr
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
+from petinsure_assets.lock import LakeBusyError, writer_lock
 
 PREVIEW_ROWS = 5
 ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
@@ -61,10 +62,23 @@ class LakeResource(dg.ConfigurableResource):
                 self._lake = Lake(root=os.path.abspath(self.root))
         return self._lake
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """On Azure, check the containers and the credential before any step runs."""
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext):
+        """On Azure, check the containers and the credential before any step runs. A run holds
+        the lake's writer lock from its start to its end, waiting for another writer up to
+        PETINSURE_LOCK_WAIT_SECONDS (lock.py); sensors only read."""
         if self.storage_account:
             verify(self.lake())
+        with contextlib.ExitStack() as held:
+            if context.run is not None:
+                try:
+                    held.enter_context(writer_lock(
+                        self.lake(), f"Dagster run of {context.run.job_name}",
+                        run_id=context.run.run_id,
+                        log=context.log.warning if context.log else None))
+                except LakeBusyError as e:
+                    raise dg.Failure(str(e)) from None
+            yield self
 
 
 class ReportingDate(dg.ConfigurableResource):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,6 +85,146 @@ def with_retries(what: str, fn: Callable[[], T], *, transient: Callable[[Excepti
                 log(f"{what}: transient failure ({type(e).__name__}), retry {attempt} in {wait:.1f} s")
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+# The one-writer lock of a lake (lock.py): a file in the local lake's root, a blob in the bronze
+# container on Azure. Its content names the holder (JSON), for the message others get.
+WRITER_LOCK_NAME = "_lake_writer.lock"
+WRITER_LOCK_LAYER = "bronze"
+
+
+class FileLock:
+    """An exclusive `flock` on a file: the kernel releases it when the holding process dies,
+    however it dies. The file is never deleted (a waiter would lock a file nobody else sees)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.key = f"file:{os.path.realpath(path)}"
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def write_holder(self, data: bytes) -> None:
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def read_holder(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except OSError:
+            return b""
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.ftruncate(fd, 0)  # a later waiter sees no stale holder
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+_PROCESS_LEASE_IDS: dict[int, str] = {}  # by pid: a forked child is another writer
+
+
+class LeaseLock:
+    """An Azure blob lease on a lock blob: finite (15-60 s), renewed by a background thread while
+    held, so that it expires by itself once the holding process is gone."""
+
+    def __init__(self, blob, lease_seconds: int, log: Callable[[str], None] | None = None):
+        if not 15 <= lease_seconds <= 60:
+            raise ValueError(f"an Azure lease lasts 15 to 60 seconds, not {lease_seconds}")
+        self.blob = blob  # azure.storage.blob.BlobClient
+        self.lease_seconds = lease_seconds
+        self.log = log or (lambda message: None)
+        self.key = f"blob:{blob.url.split('?')[0]}"
+        self._lease = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        return with_retries(f"{what} the lake's writer lock {self.describe()}", fn,
+                            transient=azure_transient)
+
+    def try_acquire(self) -> bool:
+        from azure.core.exceptions import HttpResponseError
+        from azure.storage.blob import BlobLeaseClient
+
+        def create():
+            try:
+                self.blob.upload_blob(b"", overwrite=False)
+            except HttpResponseError as e:
+                if e.status_code != 409:  # 409: it exists already (leased or not)
+                    raise
+
+        def acquire() -> bool:
+            # This process's own lease id: a lease whose release failed (storage unreachable at
+            # the end of a run) is taken again at once by the same process, not waited out.
+            lease = BlobLeaseClient(self.blob, lease_id=_PROCESS_LEASE_IDS.setdefault(
+                os.getpid(), str(uuid.uuid4())))
+            try:
+                lease.acquire(lease_duration=self.lease_seconds)
+            except HttpResponseError as e:
+                if e.status_code == 409:  # another writer's lease is active
+                    return False
+                raise
+            self._lease = lease
+            return True
+
+        self._call("creating", create)
+        if not self._call("leasing", acquire):
+            return False
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew, name="lake-writer-lease", daemon=True)
+        self._renewer.start()
+        return True
+
+    def _renew(self) -> None:
+        # Three renewals per lease period: one failed renewal (a network blip) is not fatal.
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self._lease.renew()
+            except Exception as e:
+                self.log(f"renewing the lease on the lake's writer lock {self.describe()} failed "
+                         f"({redact(f'{type(e).__name__}: {e}')[:300]}); it expires "
+                         f"{self.lease_seconds} s after the last renewal")
+
+    def write_holder(self, data: bytes) -> None:
+        self._call("writing", lambda: self.blob.upload_blob(data, overwrite=True, lease=self._lease))
+
+    def read_holder(self) -> bytes:
+        try:
+            return self.blob.download_blob().readall()
+        except Exception:  # only for the message; the lease is what counts
+            return b""
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        with contextlib.suppress(Exception):  # a later waiter sees no stale holder
+            self.blob.upload_blob(b"", overwrite=True, lease=lease)
+        try:
+            lease.release()
+        except Exception as e:  # the lease then expires by itself
+            self.log(f"releasing the lake's writer lock {self.describe()} failed "
+                     f"({type(e).__name__}); it expires within {self.lease_seconds} s")
+
+    def describe(self) -> str:
+        return f"{self.blob.container_name}/{self.blob.blob_name}"
 
 
 @dataclass(frozen=True)
@@ -227,6 +369,9 @@ class LocalFiles:
     def describe(self) -> str:
         return f"local folder {self.root}"
 
+    def writer_lock(self, lease_seconds: int, log: Callable[[str], None] | None = None) -> FileLock:
+        return FileLock(self.root / WRITER_LOCK_NAME)
+
 
 class AzureFiles:
     """The lake in an ADLS Gen2 storage account, one container per layer, through the blob API."""
@@ -348,6 +493,10 @@ class AzureFiles:
 
     def describe(self) -> str:
         return f"storage account {self.account} (containers {', '.join(self.containers.values())})"
+
+    def writer_lock(self, lease_seconds: int, log: Callable[[str], None] | None = None) -> LeaseLock:
+        return LeaseLock(self.service.get_blob_client(self.containers[WRITER_LOCK_LAYER],
+                                                      WRITER_LOCK_NAME), lease_seconds, log)
 
 
 def azure_transient(e: Exception) -> bool:
