@@ -1,10 +1,13 @@
 """Serving: plain Parquet exports of every gold table (no Delta log), for readers outside Spark.
 
 `gold/exports/<table>/part-0.parquet` is replaced whole (a rename locally, one blob upload on
-Azure), so a reader sees the old file or the new one, never half of one.
+Azure), so a reader sees the old file or the new one, never half of one. Next to it,
+`_source.json` records what it was made from (the gold table's content version and the export
+query); an export whose source is unchanged is not rewritten.
 """
 
 
+import json
 import os
 import tempfile
 
@@ -15,8 +18,10 @@ from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES, GoldTable
 from petinsure_assets.lake import EXPORT_FILE, DeltaSource
 from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, SNAPSHOT_PREFIX, publish
-from petinsure_assets.resources import LakeResource, column_schema, markdown_preview
+from petinsure_assets.resources import (LakeResource, column_schema, content_version,
+                                        markdown_preview)
 
+EXPORT_SOURCE_FILE = "_source.json"
 
 
 def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
@@ -38,6 +43,18 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
     ):
         the_lake = lake.lake()
         final = the_lake.export_path(table)
+        # Ordered by key: the same gold content gives the same bytes, so a snapshot of
+        # unchanged content is recognised as unchanged.
+        query = f"SELECT * FROM t ORDER BY {', '.join(spec.key)}"
+        made_from = json.dumps({"table": f"gold/{table}", "query": query,
+                                "delta_version": content_version(source.lake, source.uri)},
+                               sort_keys=True).encode()
+        source_file = f"{final.rsplit('/', 1)[0]}/{EXPORT_SOURCE_FILE}"
+        if (the_lake.files.exists(final) and the_lake.files.exists(source_file)
+                and the_lake.files.read_bytes(source_file) == made_from):
+            context.log.info(f"gold.{table} unchanged since its export {final}; not rewritten")
+            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(final),
+                                                  "unchanged": True})
         with tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp, \
                 duckdb.get_connection() as con:
             source.register(con, "t")
@@ -46,14 +63,12 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
             if leaked:
                 raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
             local = os.path.join(tmp, EXPORT_FILE)
-            # Ordered by key: the same gold content gives the same bytes, so a snapshot of
-            # unchanged content is recognised as unchanged.
-            con.execute(f"COPY (SELECT * FROM t ORDER BY {', '.join(spec.key)}) TO '{local}' "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION zstd)")
             (rows,), = con.sql(f"SELECT count(*) FROM read_parquet('{local}')").fetchall()
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
             size = os.path.getsize(local)
             the_lake.files.put_file(final, local)  # replaces the old export whole
+        the_lake.files.write_bytes(source_file, made_from)  # after the export: a crash re-exports
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
             metadata={
@@ -62,6 +77,7 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
                 "bytes": size,
                 "dagster/column_schema": column_schema(schema),
                 "preview": dg.MetadataValue.md(markdown_preview(preview)),
+                "unchanged": False,
             }
         )
 
