@@ -3,7 +3,7 @@
 `gold/exports/<table>/part-0.parquet` is replaced whole (a rename locally, one blob upload on
 Azure), so a reader sees the old file or the new one, never half of one. Next to it,
 `_source.json` records what it was made from (the gold table's content version and the export
-query); an export whose source is unchanged is not rewritten.
+query) and its size; an export whose source is unchanged is not rewritten.
 """
 
 
@@ -22,6 +22,13 @@ from petinsure_assets.resources import (LakeResource, column_schema, content_ver
                                         markdown_preview)
 
 EXPORT_SOURCE_FILE = "_source.json"
+
+
+def _json_or_none(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:  # a damaged record of the source: export again
+        return None
 
 
 def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
@@ -46,12 +53,14 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
         # Ordered by key: the same gold content gives the same bytes, so a snapshot of
         # unchanged content is recognised as unchanged.
         query = f"SELECT * FROM t ORDER BY {', '.join(spec.key)}"
-        made_from = json.dumps({"table": f"gold/{table}", "query": query,
-                                "delta_version": content_version(source.lake, source.uri)},
-                               sort_keys=True).encode()
-        source_file = f"{final.rsplit('/', 1)[0]}/{EXPORT_SOURCE_FILE}"
-        if (the_lake.files.exists(final) and the_lake.files.exists(source_file)
-                and the_lake.files.read_bytes(source_file) == made_from):
+        made_from = {"table": f"gold/{table}", "query": query,
+                     "delta_version": content_version(source.lake, source.uri)}
+        folder = final.rsplit("/", 1)[0]
+        source_file = f"{folder}/{EXPORT_SOURCE_FILE}"
+        sizes = {f.path: f.size_bytes for f in the_lake.files.list(folder)}
+        if (final in sizes and source_file in sizes
+                and _json_or_none(the_lake.files.read_bytes(source_file))
+                == {**made_from, "bytes": sizes[final]}):
             context.log.info(f"gold.{table} unchanged since its export {final}; not rewritten")
             return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(final),
                                                   "unchanged": True})
@@ -68,7 +77,10 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
             size = os.path.getsize(local)
             the_lake.files.put_file(final, local)  # replaces the old export whole
-        the_lake.files.write_bytes(source_file, made_from)  # after the export: a crash re-exports
+        # After the export, so that a crash between the two exports again; with the size, so
+        # that an export replaced by hand is not taken for ours.
+        the_lake.files.write_bytes(source_file, json.dumps(
+            {**made_from, "bytes": size}, sort_keys=True).encode())
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
             metadata={
