@@ -1,9 +1,9 @@
 """Serving: plain Parquet exports of every gold table (no Delta log), for readers outside Spark.
 
 `gold/exports/<table>/part-0.parquet` is replaced whole (a rename locally, one blob upload on
-Azure), so a reader sees the old file or the new one, never half of one. Next to it,
-`_source.json` records what it was made from (the gold table's content version and the export
-query) and its size; an export whose source is unchanged is not rewritten.
+Azure), so a reader sees the old file or the new one, never half of one.
+`gold/exports/_sources/<table>.json` records what it was made from (the gold table's content
+version and the export query) and its size; an export whose source is unchanged is not rewritten.
 """
 
 
@@ -17,11 +17,11 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES, GoldTable
 from petinsure_assets.lake import EXPORT_FILE, DeltaSource
-from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, SNAPSHOT_PREFIX, publish
+from petinsure_assets.snapshots import (DEFAULT_RETENTION, EXPORT_SOURCES, PII_COLUMNS,
+                                        SNAPSHOT_PREFIX, publish)
 from petinsure_assets.resources import (LakeResource, column_schema, content_version,
                                         markdown_preview)
 
-EXPORT_SOURCE_FILE = "_source.json"
 
 
 def _json_or_none(data: bytes):
@@ -55,10 +55,9 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
         query = f"SELECT * FROM t ORDER BY {', '.join(spec.key)}"
         made_from = {"table": f"gold/{table}", "query": query,
                      "delta_version": content_version(source.lake, source.uri)}
-        folder = final.rsplit("/", 1)[0]
-        source_file = f"{folder}/{EXPORT_SOURCE_FILE}"
-        sizes = {f.path: f.size_bytes for f in the_lake.files.list(folder)}
-        if (final in sizes and source_file in sizes
+        source_file = f"{EXPORT_SOURCES}/{table}.json"
+        sizes = {f.path: f.size_bytes for f in the_lake.files.list(final.rsplit("/", 1)[0])}
+        if (final in sizes and the_lake.files.exists(source_file)
                 and _json_or_none(the_lake.files.read_bytes(source_file))
                 == {**made_from, "bytes": sizes[final]}):
             context.log.info(f"gold.{table} unchanged since its export {final}; not rewritten")

@@ -44,6 +44,8 @@ from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
 from petinsure_assets.storage import file_sha256
 
 SNAPSHOT_DIR = "snapshots"
+# What each gold export was made from (serving.py), outside the exports' own folders.
+EXPORT_SOURCES = "gold/exports/_sources"
 DEFAULT_RETENTION = 5
 UNFINISHED_MIN_AGE = timedelta(hours=1)
 MANIFEST = "manifest.json"
@@ -286,7 +288,8 @@ def remove_unfinished(lake: Lake, now: datetime | None = None) -> list[str]:
             lake.files.delete_prefix(folder)
             removed.append(folder)
     folders = [SNAPSHOT_PREFIX, *(f"{SNAPSHOT_PREFIX}/v/{v}" for v in lake.files.list_dirs(
-        f"{SNAPSHOT_PREFIX}/v")), *(lake.export_path(t).rsplit("/", 1)[0] for t in GOLD_TABLES)]
+        f"{SNAPSHOT_PREFIX}/v")), *(lake.export_path(t).rsplit("/", 1)[0] for t in GOLD_TABLES),
+               EXPORT_SOURCES]
     for folder in folders:
         for info in lake.files.list(folder):
             name = info.path.rsplit("/", 1)[-1]

@@ -89,6 +89,14 @@ def test_refresh_with_nothing_new_writes_nothing(lake: LakeFixture):
         assert latest_metadata(instance, "silver", "fact_claims")["dagster/row_count"] == 3
         assert latest_metadata(instance, "gold", "exports", "claims_analytics")["unchanged"] is True
 
+        # An export that went missing is written again, from the same gold version.
+        export = lake.root / lake.lake.export_path("monthly_kpis")
+        content = export.read_bytes()
+        export.unlink()
+        lake.refresh(as_of=AS_OF, instance=instance)
+        assert export.read_bytes() == content
+        assert delta_versions(lake.root) == versions
+
 
 def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
     write_base(lake, GOOD_CLAIMS)
@@ -117,7 +125,7 @@ def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
 
     # Exports and the snapshot follow.
     for t in GOLD:
-        source = json.loads((lake.root / "gold" / "exports" / t / "_source.json").read_text())
+        source = json.loads((lake.root / "gold" / "exports" / "_sources" / f"{t}.json").read_text())
         assert source["delta_version"] == 1, t
     manifest = json.loads((snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text())
     assert manifest["as_of"] == NEXT_AS_OF
