@@ -123,15 +123,21 @@ INPUTS_COMMIT_KEY = "petinsure.inputs"
 FINGERPRINT_COMMIT_KEY = "petinsure.inputs_sha256"
 # Commits that rewrite files without changing the rows (maintenance.py): not a new content version.
 MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
-_HISTORY_LIMIT = 50
+# Each commit read is a request on Azure: the newest few first (usually enough), then more.
+_HISTORY_LIMITS = (3, 50)
 
 
 def last_write(lake: Lake, uri: str) -> dict[str, Any] | None:
     """The newest commit of a Delta table that changed its rows (compaction and vacuum commits
     skipped), with its commit metadata; None if none is among the newest 50 commits."""
-    for commit in lake.delta_table(uri).history(_HISTORY_LIMIT):
-        if commit.get("operation") not in MAINTENANCE_OPERATIONS:
-            return commit
+    table = lake.delta_table(uri)
+    for limit in _HISTORY_LIMITS:
+        history = table.history(limit)
+        for commit in history:
+            if commit.get("operation") not in MAINTENANCE_OPERATIONS:
+                return commit
+        if len(history) < limit:
+            break
     return None
 
 

@@ -12,15 +12,18 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 from deltalake import DeltaTable
 
 from petinsure_assets import resources
 from petinsure_assets.checks import CHECK_HISTORY_TABLE, TABLE_CHECKS
+from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.gold import AS_OF_COMMIT_KEY, GOLD_BY_NAME
 from petinsure_assets.resources import INPUTS_COMMIT_KEY
 from petinsure_assets.snapshots import publish, read_latest, snapshot_root
 from tests.conftest import LakeFixture
+from tests.test_azure import azurite, reference  # noqa: F401 (fixtures)
 from tests.test_checks import GOOD_CLAIMS, write_base
 from tests.test_pipeline import AS_OF, claim
 from tests.test_serving import _tick
@@ -295,3 +298,39 @@ def test_raw_sensor_first_tick_on_an_ingested_lake_launches_nothing(lake: LakeFi
         fresh = _tick(defs, "raw_files_sensor", instance)
         (request,) = fresh.run_requests
         assert request.tags["petinsure/entities"] == "claims,customers"
+
+
+# ---- the same on ADLS (Azurite) ------------------------------------------------------------------
+
+
+def test_noop_and_maintenance_on_azurite(azurite, reference, monkeypatch):
+    from petinsure_assets.maintenance import maintain
+    from petinsure_assets.resources import lake_resource_from_env
+    from tests.test_azure import storage_options, upload_raw, use_azurite
+
+    use_azurite(monkeypatch, azurite)
+    upload_raw(azurite, reference)
+    assert run_refresh(None, as_of=AS_OF, log_level="WARNING").success
+    again = run_refresh(None, as_of=AS_OF, log_level="WARNING")
+    assert again.success and again.written == [], again.render()
+
+    azurite.service().get_container_client("raw").upload_blob(
+        "claims/CLM-7_20250501_000000_000000.json", claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+    assert run_refresh(None, as_of=AS_OF, log_level="WARNING", snapshot=False).success
+    options = storage_options(azurite)
+    assert len(DeltaTable("az://bronze/claims_raw", storage_options=options).file_uris()) == 2
+
+    lake = lake_resource_from_env(resolve=True).lake()
+    maintain(lake, retention_hours=0, log=lambda message: None)
+    assert len(DeltaTable("az://bronze/claims_raw", storage_options=options).file_uris()) == 1
+
+    def claims_at(container: str, table: str, version: int) -> int:
+        dataset = DeltaTable(f"az://{container}/{table}", version=version,
+                             storage_options=options).to_pyarrow_dataset()
+        return duckdb.sql("SELECT count(*) FROM dataset").fetchall()[0][0]
+
+    assert claims_at("gold", "claims_analytics", 0) == 3  # the snapshot's version
+    assert claims_at("gold", "claims_analytics", 1) == 4
+    assert claims_at("silver", "fact_claims", 1) == 4
+    with pytest.raises(Exception, match="(?i)not ?found|404|does not exist"):
+        claims_at("silver", "fact_claims", 0)  # vacuumed: its data file is gone
