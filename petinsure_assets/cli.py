@@ -52,10 +52,12 @@ class RefreshSummary:
 
     def render(self) -> str:
         lines = [f"refresh_all {'succeeded' if self.success else 'FAILED'} (run {self.run_id})"]
-        if self.versions and not self.written:
-            lines.append("  nothing new in raw: no table written")
-        elif self.versions and not any(t.startswith("bronze.") for t in self.written):
-            lines.append("  nothing new in raw; rebuilt: " + ", ".join(self.written))
+        # Not after a failure: a run that stopped early wrote nothing for another reason.
+        if self.success and self.versions:
+            if not self.written:
+                lines.append("  nothing new in raw: no table written")
+            elif not any(t.startswith("bronze.") for t in self.written):
+                lines.append("  nothing new in raw; rebuilt: " + ", ".join(self.written))
 
         def version(name: str) -> str:
             if name not in self.versions:

@@ -32,8 +32,8 @@ from petinsure_assets.checks import CHECK_HISTORY_TABLE
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import TARGET_FILE_SIZE, WRITER_PROPERTIES, Lake
 from petinsure_assets.resources import LakeResource
-from petinsure_assets.snapshots import (DEFAULT_RETENTION, PIPELINE_TABLES, current_manifest,
-                                        prune)
+from petinsure_assets.snapshots import (DEFAULT_RETENTION, PIPELINE_TABLES, SNAPSHOT_PREFIX,
+                                        current_manifest, prune, remove_unfinished)
 
 DEFAULT_VACUUM_RETENTION_HOURS = 7 * 24
 MAINTENANCE_CRON_ENV = "PETINSURE_MAINTENANCE_CRON"
@@ -113,9 +113,11 @@ def maintain(lake: Lake, *, retention_hours: int = DEFAULT_VACUUM_RETENTION_HOUR
             + (f", versions {result.kept_versions} kept for the API snapshot"
                if result.kept_versions else ""))
         done.append(result)
-    removed = prune(lake, snapshot_retention)
-    log(f"snapshots: {len(removed)} old or unfinished version folder(s) or temporary file(s) removed")
-    return done, removed
+    removed = remove_unfinished(lake)
+    pruned = prune(lake, snapshot_retention)
+    log(f"snapshots: {len(removed)} unfinished version folder(s) or temporary file(s) removed, "
+        f"{len(pruned)} old version(s) pruned")
+    return done, removed + [f"{SNAPSHOT_PREFIX}/v/{v}" for v in pruned]
 
 
 class MaintenanceConfig(dg.Config):

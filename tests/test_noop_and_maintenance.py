@@ -261,9 +261,12 @@ def test_unfinished_snapshots_are_cleaned_and_take_no_retention_slot(lake: LakeF
     young_orphan.rename(root / "v" / "20200102T000000000000Z-cafebabe")
     defs = build_definitions(str(lake.root))
     with dg.instance_for_test() as instance:
-        assert defs.resolve_job_def("maintain_lake").execute_in_process(instance=instance).success
+        result = defs.resolve_job_def("maintain_lake").execute_in_process(instance=instance)
+    assert result.success
     assert sorted(p.name for p in (root / "v").iterdir()) == sorted(versions[1:])
     assert not young_tmp.exists()
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert output.event_specific_data.metadata["snapshot_paths_removed"].value == 2
 
 
 def test_maintenance_job_and_schedule_are_in_the_definitions():
