@@ -32,7 +32,7 @@ import dagster as dg
 
 from petinsure_assets import contracts
 from petinsure_assets.gold import GOLD_TABLES
-from petinsure_assets.ingest import list_raw_files
+from petinsure_assets.ingest import list_raw_files, read_ledger
 from petinsure_assets.queries import output_schemas
 from petinsure_assets.resources import AlertWebhook, LakeResource, column_schema
 from petinsure_assets.serving import API_SNAPSHOT_KEY
@@ -113,15 +113,30 @@ daily_refresh = dg.ScheduleDefinition(
 # ---- sensors -----------------------------------------------------------------------------------
 
 
-def raw_listing_digests(lake) -> tuple[dict[str, str], int]:
-    """Per entity, a digest of its raw files' names, sizes and modification times."""
-    digests, files = {}, 0
+def raw_listings(lake) -> dict[str, list[tuple[str, int, int]]]:
+    """Per entity with files, its raw files' names, sizes and modification times."""
+    listings = {}
     for entity in contracts.ENTITIES:
         listing = [(f.source_file, f.size_bytes, f.modified_ns) for f in list_raw_files(lake, entity)]
-        files += len(listing)
         if listing:
-            digests[entity.name] = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-    return digests, files
+            listings[entity.name] = listing
+    return listings
+
+
+def _digest(listing: list[tuple[str, int, int]]) -> str:
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def already_ingested(lake, listings: dict[str, list[tuple[str, int, int]]]) -> set[str]:
+    """The entities whose every raw file the bronze ledger has seen as it is now (same size and
+    modification time): bronze would skip them all."""
+    done = set()
+    for name, listing in listings.items():
+        ledger = read_ledger(lake, contracts.BY_NAME[name])
+        if all(path in ledger and (ledger[path]["size_bytes"], ledger[path]["modified_ns"])
+               == (size, modified) for path, size, modified in listing):
+            done.add(name)
+    return done
 
 
 @dg.sensor(
@@ -130,14 +145,23 @@ def raw_listing_digests(lake) -> tuple[dict[str, str], int]:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finds new or changed files in raw/ and runs their bronze tables and everything "
-    "downstream of them (the Auto Loader of the notebooks).",
+    "downstream of them (the Auto Loader of the notebooks). Its first tick takes the files the "
+    "bronze ledger already holds (same size and modification time) as seen.",
 )
 def raw_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-    digests, files = raw_listing_digests(lake.lake())
-    seen = json.loads(context.cursor) if context.cursor else {}
+    the_lake = lake.lake()
+    listings = raw_listings(the_lake)
+    digests = {e: _digest(listing) for e, listing in listings.items()}
+    files = sum(len(listing) for listing in listings.values())
+    if context.cursor:
+        seen = json.loads(context.cursor)
+    else:  # first tick (new sensor, new instance): what bronze holds as it is now is not new
+        seen = {e: digests[e] for e in already_ingested(the_lake, listings)}
     changed = sorted(e for e, d in digests.items() if seen.get(e) != d)
     if not changed:
-        return dg.SkipReason(f"no new or changed files among the {files} files in raw/")
+        return dg.SensorResult(
+            skip_reason=f"no new or changed files among the {files} files in raw/",
+            cursor=json.dumps(digests, sort_keys=True))
     bronze = [dg.AssetKey(["bronze", contracts.BY_NAME[e].bronze_table]) for e in changed]
     # Silver is one multi-asset (rebuilt whole from all of bronze), hence the neighbors.
     selection = (dg.AssetSelection.assets(*bronze).downstream().required_multi_asset_neighbors()
@@ -154,6 +178,11 @@ def raw_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
 
 
 EXPORT_KEYS = [dg.AssetKey(["gold", "exports", t.name]) for t in GOLD_TABLES]
+
+
+def _unchanged(record) -> bool:
+    flag = record.asset_materialization.metadata.get("unchanged")
+    return flag is not None and flag.value is True
 SETTLE_SECONDS = 60
 
 
@@ -163,7 +192,8 @@ SETTLE_SECONDS = 60
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Publishes the API snapshot once the gold exports have been rewritten: when all "
-    f"six are newer than the last snapshot, or when the newest is {SETTLE_SECONDS} s old.",
+    f"six are newer than the last snapshot, or when the newest is {SETTLE_SECONDS} s old; not "
+    "when every newer one reports itself unchanged.",
 )
 def exports_sensor(context: dg.SensorEvaluationContext):
     last = int(context.cursor) if context.cursor else -1
@@ -176,6 +206,9 @@ def exports_sensor(context: dg.SensorEvaluationContext):
     if not newer:
         return dg.SkipReason("no export materialized since the last snapshot")
     newest = max(newer, key=lambda r: r.storage_id)
+    if all(_unchanged(r) for r in newer):  # a refresh with nothing new: nothing to publish
+        return dg.SensorResult(skip_reason="the exports materialized since the last snapshot "
+                               "are unchanged", cursor=str(newest.storage_id))
     settled = time.time() - newest.timestamp >= SETTLE_SECONDS
     if len(newer) < len(EXPORT_KEYS) and not settled:
         return dg.SkipReason(f"{len(newer)} of {len(EXPORT_KEYS)} exports rewritten; waiting for "

@@ -5,8 +5,12 @@ rows, the check passes. A failing check reports how many rows fail and a sample 
 checks (severity ERROR) stop everything downstream of their table in the same run, and the
 automation conditions (automation.py) do not materialize a child after a failed blocking check.
 
-Every evaluation is also appended to the Delta table gold/_check_history (one row per check:
-check, asset, passed, severity, failing rows, run id, time), which anyone can query.
+Every evaluation of a new version of a table is also appended to the Delta table
+gold/_check_history (one row per check: check, asset, the table's Delta version, passed, severity,
+failing rows, run id, time), which anyone can query. A run that leaves a table as it was (nothing
+new) evaluates its checks again, for the run's gate, but records nothing: the same checks on the
+same version give the same outcome, and a history growing with every no-op run would be the only
+table the no-op writes.
 """
 
 from collections.abc import Iterable
@@ -20,7 +24,8 @@ import pyarrow as pa
 from petinsure_assets import contracts, thresholds
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
-from petinsure_assets.resources import LakeResource, duckdb_config, markdown_preview
+from petinsure_assets.resources import (LakeResource, content_version, duckdb_config,
+                                        markdown_preview)
 
 CHECK_HISTORY_TABLE = "_check_history"
 SAMPLE_ROWS = 5
@@ -36,6 +41,7 @@ CHECK_HISTORY_SCHEMA = pa.schema(
         ("description", pa.string()),
         ("run_id", pa.string()),
         ("evaluated_at", pa.timestamp("us", tz="UTC")),
+        ("delta_version", pa.int64()),  # the checked table's content version (resources.py)
     ]
 )
 
@@ -352,19 +358,35 @@ def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
         con.close()
 
 
-def record_history(lake: Lake, table: str, outcomes: list[Outcome], run_id: str) -> None:
+def record_history(lake: Lake, table: str, version: int, outcomes: list[Outcome],
+                   run_id: str) -> int:
+    """Append the outcomes of checks not yet recorded for this version of `table`; returns how
+    many rows were appended (0: no commit)."""
+    uri = lake.table_uri("gold", CHECK_HISTORY_TABLE)
+    recorded: set[str] = set()
+    if lake.exists(uri) and "delta_version" in lake.delta_table(uri).schema().to_arrow().names:
+        con = duckdb.connect()
+        try:
+            lake.register(con, "history", uri)
+            recorded = {name for (name,) in con.execute(
+                "SELECT DISTINCT check_name FROM history WHERE asset_key = $table "
+                "AND delta_version = $version", {"table": table, "version": version}).fetchall()}
+        finally:
+            con.close()
     now = datetime.now(timezone.utc)
     rows = [
         {
             "check_name": o.check.name, "asset_key": table, "passed": o.passed,
             "severity": "ERROR" if o.check.blocking else "WARN", "blocking": o.check.blocking,
             "failing_rows": o.failing_rows, "description": o.check.description,
-            "run_id": run_id, "evaluated_at": now,
+            "run_id": run_id, "evaluated_at": now, "delta_version": version,
         }
         for o in outcomes
+        if o.check.name not in recorded
     ]
-    lake.write(lake.table_uri("gold", CHECK_HISTORY_TABLE),
-               pa.Table.from_pylist(rows, schema=CHECK_HISTORY_SCHEMA), mode="append")
+    if rows:
+        lake.write(uri, pa.Table.from_pylist(rows, schema=CHECK_HISTORY_SCHEMA), mode="append")
+    return len(rows)
 
 
 def result(table: str, outcome: Outcome) -> dg.AssetCheckResult:
@@ -395,8 +417,10 @@ def _table_checks(table: str, checks: list[Check]) -> dg.AssetChecksDefinition:
     def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         selected = {k.name for k in context.selected_asset_check_keys}
         the_lake = lake.lake()
+        layer, name = table.split("/")
+        version = content_version(the_lake, the_lake.table_uri(layer, name))
         outcomes = evaluate(the_lake, table, [c for c in checks if c.name in selected])
-        record_history(the_lake, table, outcomes, context.run.run_id)
+        record_history(the_lake, table, version, outcomes, context.run.run_id)
         failed = [o.check.name for o in outcomes if not o.passed]
         context.log.info(f"{table}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
                          + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -58,10 +58,26 @@ class RefreshSummary:
     # Raw files of this run that were not simply ingested (failed, refused, duplicate) or were
     # ingested with a note, from the bronze file ledger: "<file>: <status>: <reason>".
     files: list[str] = field(default_factory=list)
+    # Delta version of every table of the lake after the run, and those the run wrote.
+    versions: dict[str, int] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [f"refresh_all {'succeeded' if self.success else 'FAILED'} (run {self.run_id})"]
-        lines += [f"  {name:<42} {n:>12,} rows" for name, n in self.rows.items()]
+        # Not after a failure: a run that stopped early wrote nothing for another reason.
+        if self.success and self.versions:
+            if not self.written:
+                lines.append("  nothing new in raw: no table written")
+            elif not any(t.startswith("bronze.") for t in self.written):
+                lines.append("  nothing new in raw; rebuilt: " + ", ".join(self.written))
+
+        def version(name: str) -> str:
+            if name not in self.versions:
+                return ""
+            return (f"  version {self.versions[name]}" if name in self.written
+                    else f"  unchanged since version {self.versions[name]}")
+
+        lines += [f"  {name:<42} {n:>12,} rows{version(name)}" for name, n in self.rows.items()]
         if self.quarantined:
             lines.append("  quarantined by reason:")
             lines += [f"    {reason:<40} {n:>12,}" for reason, n in self.quarantined.items()]
@@ -127,6 +143,10 @@ def run_refresh(
     lake = lake_resource_from_env(lake_root, resolve=True).lake()  # None: from the environment
     defs = build_definitions(lake_root)
     instance = instance or dg.DagsterInstance.ephemeral()
+    try:
+        before = delta_versions(lake)
+    except StorageError:  # the run will say why the lake cannot be read
+        before = {}
     start = time.perf_counter()
     results = []
     for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
@@ -154,6 +174,8 @@ def run_refresh(
     )
     try:
         _describe_lake(lake, summary)
+        summary.versions = delta_versions(lake)
+        summary.written = [t for t, v in summary.versions.items() if before.get(t) != v]
     except StorageError as e:  # the lake cannot be read (the run has said why): say so, go on
         summary.failures.append(f"summary: {e}")
     return summary
@@ -161,6 +183,14 @@ def run_refresh(
 
 def _warn(message: str) -> None:
     print(f"petinsure: {message}", file=sys.stderr, flush=True)
+
+
+def delta_versions(lake: Lake) -> dict[str, int]:
+    """The current version of every Delta table of the lake, as {"layer.table": version}."""
+    from petinsure_assets.maintenance import DELTA_TABLES
+
+    return {f"{layer}.{table}": lake.delta_table(lake.table_uri(layer, table)).version()
+            for layer, table in DELTA_TABLES if lake.exists(lake.table_uri(layer, table))}
 
 
 def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:

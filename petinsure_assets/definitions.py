@@ -9,6 +9,7 @@ from petinsure_assets.bronze import bronze_assets, raw_sources
 from petinsure_assets.checks import asset_checks
 from petinsure_assets.gold import gold_assets
 from petinsure_assets.instance import relax_sqlite_durability
+from petinsure_assets.maintenance import maintain_lake, weekly_maintenance
 from petinsure_assets.resources import build_resources
 from petinsure_assets.serving import api_snapshot, export_assets
 from petinsure_assets.silver import silver
@@ -21,8 +22,8 @@ def build_definitions(lake_root: str | None = None) -> dg.Definitions:
         assets=apply_policies([*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets,
                                api_snapshot]),
         asset_checks=asset_checks,
-        jobs=jobs,
-        schedules=schedules,
+        jobs=[*jobs, maintain_lake],
+        schedules=[*schedules, weekly_maintenance],
         sensors=sensors,
         resources=build_resources(lake_root),
         # Every run in one process (the UI's and the automation sensor's too): a run holds the

@@ -116,7 +116,7 @@ the only version of a key. "extra" = an added row; "in place" = a base row alter
                           providers/providers_extra_column.csv       ``website``; valid rows, new ids
                                                                      (claims do reference them)
 
-``GenerationReport.expected_quarantine()`` maps these onto RULES.md's quarantine reasons.
+``GenerationReport.expected_quarantine()`` maps these onto the quarantine reasons of docs/rules.md.
 """
 
 from __future__ import annotations
@@ -391,7 +391,7 @@ class GenerationReport:
         return sum(self.dirt.get(e, {}).get(kind, 0) for e in entities)
 
     def expected_quarantine(self) -> dict[str, dict[str, int]]:
-        """Rows RULES.md's silver should quarantine, per entity and reason.
+        """Rows silver should quarantine (docs/rules.md), per entity and reason.
 
         Assumes every batch file and every valid real-time file was ingested (the late-arriving
         claims' parents are in real-time files; the invalid real-time file is a file-level error

@@ -2,6 +2,10 @@
 
 Each asset registers its silver (and gold) inputs in a DuckDB session, creates the shared views it
 uses (sql/gold/views/), sets the as-of date and thresholds as variables and runs its file.
+
+Every gold commit records its inputs (the versions of the tables read, the as-of date, a hash of
+the SQL); a run with the same inputs writes nothing and reports the table unchanged, while a new
+as-of date or SQL rebuilds it even with nothing new in raw (resources.py, "inputs fingerprints").
 """
 
 
@@ -13,7 +17,8 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
-from petinsure_assets.resources import LakeResource, ReportingDate
+from petinsure_assets.resources import (LakeResource, ReportingDate, Unchanged,
+                                        inputs_commit_metadata, unchanged_version)
 
 # Gold commits carry the as-of date they were computed for (snapshots publish it).
 AS_OF_COMMIT_KEY = "petinsure.as_of"
@@ -119,6 +124,17 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
         **tables: DeltaSource,
     ):
         as_of = reporting_date.date()
+        the_lake = lake.lake()
+        export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
+        inputs = inputs_commit_metadata(
+            tables, [*(f"gold/views/{v}" for v in spec.views), f"gold/{spec.name}"],
+            as_of=as_of.isoformat())
+        version = unchanged_version(the_lake, the_lake.table_uri("gold", spec.name), inputs)
+        if version is not None:
+            context.log.info(f"{spec.name}: inputs and as-of date {as_of} as at version "
+                             f"{version}; nothing to do")
+            yield dg.Output(Unchanged(version), metadata={"as_of": as_of.isoformat(), **export})
+            return
         with duckdb.get_connection() as con:
             prepare_session(con, as_of)
             for name, source in tables.items():
@@ -129,12 +145,9 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
             yield dg.Output(
                 TableWrite(
                     con.sql(sql_text(f"gold/{spec.name}")).to_arrow_reader(),
-                    commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat()},
+                    commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat(), **inputs},
                 ),
-                metadata={
-                    "as_of": as_of.isoformat(),
-                    "export": dg.MetadataValue.path(lake.lake().export_path(spec.name)),
-                },
+                metadata={"as_of": as_of.isoformat(), **export},
             )
 
     _asset.__name__ = spec.name

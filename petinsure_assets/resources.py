@@ -6,10 +6,12 @@ lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per ste
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -22,6 +24,8 @@ from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, ver
 
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
 from petinsure_assets.lock import LakeBusyError, writer_lock
+from petinsure_assets.queries import sql_text
+from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 PREVIEW_ROWS = 5
 ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
@@ -124,6 +128,75 @@ def table_metadata(lake: Lake, uri: str) -> dict[str, Any]:
     }
 
 
+# ---- inputs fingerprints: a rebuilt table is written only when what it is computed from changed --
+
+# Commit metadata of every silver and gold write: what the table was computed from (the content
+# versions of the tables it read, the as-of date for gold, a hash of its SQL, macros and
+# thresholds), and the sha256 of that, which the next run compares with its own.
+INPUTS_COMMIT_KEY = "petinsure.inputs"
+FINGERPRINT_COMMIT_KEY = "petinsure.inputs_sha256"
+# Commits that rewrite files without changing the rows (maintenance.py): not a new content version.
+MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+# Each commit read is a request on Azure: the newest few first (usually enough), then more.
+_HISTORY_LIMITS = (3, 50)
+
+
+def last_write(lake: Lake, uri: str) -> dict[str, Any] | None:
+    """The newest commit of a Delta table that changed its rows (compaction and vacuum commits
+    skipped), with its commit metadata; None if none is among the newest 50 commits."""
+    table = lake.delta_table(uri)
+    for limit in _HISTORY_LIMITS:
+        history = table.history(limit)
+        for commit in history:
+            if commit.get("operation") not in MAINTENANCE_OPERATIONS:
+                return commit
+        if len(history) < limit:
+            break
+    return None
+
+
+def content_version(lake: Lake, uri: str) -> int:
+    """The Delta version that last changed the table's rows: compaction does not count, so
+    compacting a parent does not make its children rebuild."""
+    commit = last_write(lake, uri)
+    return commit["version"] if commit else lake.delta_table(uri).version()
+
+
+def inputs_commit_metadata(sources: dict[str, DeltaSource], sql: list[str],
+                           **params: str) -> dict[str, str]:
+    """The commit metadata recording what a table is computed from: `sources` (input name ->
+    table), the SQL files it runs (names for `sql_text`; the macros and thresholds are added)
+    and any parameters (the as-of date)."""
+    code = json.dumps({"sql": [sql_text(n) for n in ["macros", *sql]], "thresholds": THRESHOLDS,
+                       "accepted_values": ACCEPTED_VALUES}, sort_keys=True, default=str)
+    inputs = json.dumps({
+        "tables": {name: content_version(s.lake, s.uri) for name, s in sorted(sources.items())},
+        "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        **params,
+    }, sort_keys=True)
+    return {INPUTS_COMMIT_KEY: inputs,
+            FINGERPRINT_COMMIT_KEY: hashlib.sha256(inputs.encode()).hexdigest()}
+
+
+def unchanged_version(lake: Lake, uri: str, commit_metadata: dict[str, str]) -> int | None:
+    """The table's current version if its last write was computed from the same inputs (same
+    fingerprint), else None (missing table, other inputs, or written before fingerprints)."""
+    if not lake.exists(uri):
+        return None
+    commit = last_write(lake, uri)
+    if commit is None or commit.get(FINGERPRINT_COMMIT_KEY) != commit_metadata[FINGERPRINT_COMMIT_KEY]:
+        return None
+    return lake.delta_table(uri).version()
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """What a table asset returns when its inputs are those of its last write: nothing is
+    written; the materialization reports the table as it is."""
+
+    since_version: int
+
+
 class DeltaIOManager(dg.ConfigurableIOManager):
     """Persists every table asset `[layer, table]` as the Delta table <lake>/<layer>/<table>, and
     hands downstream assets a `DeltaSource` of it (for their DuckDB session to scan; nothing is
@@ -138,6 +211,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        if isinstance(obj, Unchanged):
+            uri = self._uri(context.asset_key)
+            metadata = table_metadata(self.lake.lake(), uri)
+            metadata["rows_added"] = dg.MetadataValue.int(0)
+            metadata["unchanged"] = dg.MetadataValue.bool(True)
+            context.log.info(f"{context.asset_key.to_user_string()}: inputs unchanged, not "
+                             f"rewritten (unchanged since version {obj.since_version})")
+            context.add_output_metadata(metadata)
+            return
         write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
         lake = self.lake.lake()
         uri = self._uri(context.asset_key)
@@ -146,6 +228,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         metadata = table_metadata(lake, uri)
         # Rows added by this materialization (for a rebuilt table: the change in its size).
         metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
+        metadata["unchanged"] = dg.MetadataValue.bool(False)
         if write.on_commit is not None:
             metadata.update(write.on_commit(version))
         if write.metadata:

@@ -2,9 +2,12 @@
 
 `gold/exports/<table>/part-0.parquet` is replaced whole (a rename locally, one blob upload on
 Azure), so a reader sees the old file or the new one, never half of one.
+`gold/exports/_sources/<table>.json` records what it was made from (the gold table's content
+version and the export query) and its size; an export whose source is unchanged is not rewritten.
 """
 
 
+import json
 import os
 import tempfile
 
@@ -14,9 +17,18 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES, GoldTable
 from petinsure_assets.lake import EXPORT_FILE, DeltaSource
-from petinsure_assets.snapshots import DEFAULT_RETENTION, PII_COLUMNS, SNAPSHOT_PREFIX, publish
-from petinsure_assets.resources import LakeResource, column_schema, markdown_preview
+from petinsure_assets.snapshots import (DEFAULT_RETENTION, EXPORT_SOURCES, PII_COLUMNS,
+                                        SNAPSHOT_PREFIX, publish)
+from petinsure_assets.resources import (LakeResource, column_schema, content_version,
+                                        markdown_preview)
 
+
+
+def _json_or_none(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:  # a damaged record of the source: export again
+        return None
 
 
 def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
@@ -38,6 +50,19 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
     ):
         the_lake = lake.lake()
         final = the_lake.export_path(table)
+        # Ordered by key: the same gold content gives the same bytes, so a snapshot of
+        # unchanged content is recognised as unchanged.
+        query = f"SELECT * FROM t ORDER BY {', '.join(spec.key)}"
+        made_from = {"table": f"gold/{table}", "query": query,
+                     "delta_version": content_version(source.lake, source.uri)}
+        source_file = f"{EXPORT_SOURCES}/{table}.json"
+        sizes = {f.path: f.size_bytes for f in the_lake.files.list(final.rsplit("/", 1)[0])}
+        if (final in sizes and the_lake.files.exists(source_file)
+                and _json_or_none(the_lake.files.read_bytes(source_file))
+                == {**made_from, "bytes": sizes[final]}):
+            context.log.info(f"gold.{table} unchanged since its export {final}; not rewritten")
+            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(final),
+                                                  "unchanged": True})
         with tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp, \
                 duckdb.get_connection() as con:
             source.register(con, "t")
@@ -46,14 +71,15 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
             if leaked:
                 raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
             local = os.path.join(tmp, EXPORT_FILE)
-            # Ordered by key: the same gold content gives the same bytes, so a snapshot of
-            # unchanged content is recognised as unchanged.
-            con.execute(f"COPY (SELECT * FROM t ORDER BY {', '.join(spec.key)}) TO '{local}' "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION zstd)")
             (rows,), = con.sql(f"SELECT count(*) FROM read_parquet('{local}')").fetchall()
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
             size = os.path.getsize(local)
             the_lake.files.put_file(final, local)  # replaces the old export whole
+        # After the export, so that a crash between the two exports again; with the size, so
+        # that an export replaced by hand is not taken for ours.
+        the_lake.files.write_bytes(source_file, json.dumps(
+            {**made_from, "bytes": size}, sort_keys=True).encode())
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
             metadata={
@@ -62,6 +88,7 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
                 "bytes": size,
                 "dagster/column_schema": column_schema(schema),
                 "preview": dg.MetadataValue.md(markdown_preview(preview)),
+                "unchanged": False,
             }
         )
 

@@ -1,6 +1,10 @@
 """Silver: typed, cleaned, validated and deduplicated tables plus the quarantine, rebuilt from all
 of bronze in one DuckDB session (parents before children, so foreign keys are checked against the
-parents' silver keys). The rules are the SQL files in sql/silver/ (docs/rules.md, "Silver")."""
+parents' silver keys). The rules are the SQL files in sql/silver/ (docs/rules.md, "Silver").
+
+Every silver commit records its inputs (the bronze versions read and a hash of the SQL); a run
+whose inputs equal those of the last commit of every silver table writes nothing and reports the
+tables unchanged (resources.py, "inputs fingerprints")."""
 
 
 import dagster as dg
@@ -8,8 +12,10 @@ from dagster_duckdb import DuckDBResource
 
 from petinsure_assets import contracts
 from petinsure_assets.bronze import OWNER
-from petinsure_assets.lake import DeltaSource
+from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
+from petinsure_assets.resources import (LakeResource, Unchanged, inputs_commit_metadata,
+                                        unchanged_version)
 
 # silver table -> (entity, its SQL file's staged table, silver parents it checks keys against)
 SILVER_TABLES: dict[str, tuple[contracts.Entity, tuple[str, ...]]] = {
@@ -53,7 +59,19 @@ DESCRIPTIONS = {
         "quarantine": {dg.AssetKey(["bronze", e.bronze_table]) for e in contracts.ENTITIES},
     },
 )
-def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, **bronze: DeltaSource):
+def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, lake: LakeResource,
+           **bronze: DeltaSource):
+    outputs = [*SILVER_TABLES, "quarantine"]
+    inputs = inputs_commit_metadata(bronze, [f"silver/{name}" for name in outputs])
+    the_lake = lake.lake()
+    unchanged = {name: unchanged_version(the_lake, the_lake.table_uri("silver", name), inputs)
+                 for name in outputs}
+    if all(v is not None for v in unchanged.values()):
+        context.log.info("silver: bronze and the silver SQL are as at the last write; nothing to do")
+        for name, version in unchanged.items():
+            # An output (not none) so that gold still runs: it may have a new as-of date.
+            yield dg.Output(Unchanged(version), output_name=name)
+        return
     with duckdb.get_connection() as con:
         prepare_session(con)
         for name, source in bronze.items():
@@ -80,7 +98,8 @@ def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, **bronze: 
             ).fetchall()
             counts = summary[name]
             yield dg.Output(
-                con.sql(f"SELECT * FROM {name}").to_arrow_reader(),
+                TableWrite(con.sql(f"SELECT * FROM {name}").to_arrow_reader(),
+                           commit_metadata=inputs),
                 output_name=name,
                 metadata={
                     **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
@@ -96,7 +115,8 @@ def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, **bronze: 
             "SELECT entity, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         yield dg.Output(
-            con.sql("SELECT * FROM quarantine").to_arrow_reader(),
+            TableWrite(con.sql("SELECT * FROM quarantine").to_arrow_reader(),
+                       commit_metadata=inputs),
             output_name="quarantine",
             metadata={
                 "quarantined_by_reason": dg.MetadataValue.json(

@@ -14,7 +14,10 @@ A version folder is written completely before `latest.json` is replaced (atomica
 locally, one blob upload on Azure), so a reader that starts from `latest.json` sees one whole
 version.
 A version is never modified after it is published. Content identical to the current version
-publishes nothing. Old versions beyond `retention` are deleted, never the current one.
+publishes nothing. Old versions beyond `retention` are deleted, never the current one; only
+finished versions (with a manifest) count. A publish killed midway leaves a version folder without
+a manifest, or a `.tmp` file of a local write: `remove_unfinished` deletes those once they are an
+hour old (a publish that old is not running), after every publish and in the maintenance job.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,17 @@ from petinsure_assets.gold import AS_OF_COMMIT_KEY
 from petinsure_assets.gold import GOLD_TABLES as GOLD_SPECS
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
+from petinsure_assets.resources import last_write
 from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
 from petinsure_assets.storage import file_sha256
 
 SNAPSHOT_DIR = "snapshots"
+# What each gold export was made from (serving.py), outside the exports' own folders.
+EXPORT_SOURCES = "gold/exports/_sources"
 DEFAULT_RETENTION = 5
+UNFINISHED_MIN_AGE = timedelta(hours=1)
+MANIFEST = "manifest.json"
+VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 # Personal data that must never leave the lake through an export or a snapshot.
 PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of_birth"})
 GOLD_TABLES = tuple(spec.name for spec in GOLD_SPECS)
@@ -186,7 +195,7 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
         }
         sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
                    for t in GOLD_TABLES}
-        as_of = lake.delta_table(lake.table_uri("gold", "monthly_kpis")).history(1)[0].get(AS_OF_COMMIT_KEY)
+        as_of = (last_write(lake, lake.table_uri("gold", "monthly_kpis")) or {}).get(AS_OF_COMMIT_KEY)
         documents = render_hot_endpoints(con, as_of, counts)
     finally:
         con.close()
@@ -197,13 +206,11 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
     content = {name: _sha256(data) if isinstance(data, bytes) else file_sha256(data)
                for name, data in sorted(files.items())}
     fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
-    latest = read_latest(lake)
-    if latest:
-        current = json.loads(lake.files.read_bytes(f"{SNAPSHOT_PREFIX}/{latest['manifest']}"))
-        if current.get("content_sha256") == fingerprint:
-            return PublishResult(False, latest["version"], "content unchanged", current, [])
+    current = current_manifest(lake)
+    if current and current.get("content_sha256") == fingerprint:
+        return PublishResult(False, current["version"], "content unchanged", current, [])
 
-    version = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{fingerprint[:8]}"
+    version = f"{now.strftime(VERSION_TIME_FORMAT)}-{fingerprint[:8]}"
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "version": version,
@@ -222,22 +229,72 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
         else:
             lake.files.put_file(f"{folder}/{name}", data)
     manifest_bytes = to_json_bytes(manifest)
-    lake.files.write_bytes(f"{folder}/manifest.json", manifest_bytes)
+    lake.files.write_bytes(f"{folder}/{MANIFEST}", manifest_bytes)
     lake.files.write_bytes(f"{SNAPSHOT_PREFIX}/{LATEST}", to_json_bytes({
         "version": version,
-        "manifest": f"v/{version}/manifest.json",
+        "manifest": f"v/{version}/{MANIFEST}",
         "manifest_sha256": _sha256(manifest_bytes),
     }))
-    return PublishResult(True, version, "published", manifest, prune(lake, retention))
+    return PublishResult(True, version, "published", manifest, prune(lake, retention, now))
 
 
-def prune(lake: Lake, retention: int) -> list[str]:
-    """Delete versions beyond the newest `retention`; never the one latest.json names."""
+def current_manifest(lake: Lake) -> dict[str, Any] | None:
+    """The manifest of the version latest.json names (None before the first publish)."""
+    latest = read_latest(lake)
+    if latest is None:
+        return None
+    return json.loads(lake.files.read_bytes(f"{SNAPSHOT_PREFIX}/{latest['manifest']}"))
+
+
+def finished_versions(lake: Lake) -> list[str]:
+    """Version folders with a manifest, oldest first (the names start with their time)."""
+    return [v for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")
+            if lake.files.exists(f"{SNAPSHOT_PREFIX}/v/{v}/{MANIFEST}")]
+
+
+def prune(lake: Lake, retention: int, now: datetime | None = None) -> list[str]:
+    """Delete finished versions beyond the newest `retention`, never the one latest.json names,
+    and what killed publishes left (`remove_unfinished`)."""
     latest = read_latest(lake)
     current = latest["version"] if latest else None
-    versions = lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")
+    versions = finished_versions(lake)
     keep = set(versions[-max(retention, 1):]) | {current}
     pruned = [v for v in versions if v not in keep]
     for v in pruned:
         lake.files.delete_prefix(f"{SNAPSHOT_PREFIX}/v/{v}")
+    remove_unfinished(lake, now)
     return pruned
+
+
+def _version_time(version: str) -> datetime | None:
+    try:
+        return datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(
+            tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def remove_unfinished(lake: Lake, now: datetime | None = None) -> list[str]:
+    """Delete version folders without a manifest and `.tmp` files under the snapshots and the
+    exports, once older than UNFINISHED_MIN_AGE (younger ones may belong to a publish that is
+    still running); returns their lake paths."""
+    cutoff = (now or datetime.now(timezone.utc)) - UNFINISHED_MIN_AGE
+    removed = []
+    for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v"):
+        folder = f"{SNAPSHOT_PREFIX}/v/{v}"
+        started = _version_time(v)
+        if (not lake.files.exists(f"{folder}/{MANIFEST}")
+                and started is not None and started < cutoff):
+            lake.files.delete_prefix(folder)
+            removed.append(folder)
+    folders = [SNAPSHOT_PREFIX, *(f"{SNAPSHOT_PREFIX}/v/{v}" for v in lake.files.list_dirs(
+        f"{SNAPSHOT_PREFIX}/v")), *(lake.export_path(t).rsplit("/", 1)[0] for t in GOLD_TABLES),
+               EXPORT_SOURCES]
+    for folder in folders:
+        for info in lake.files.list(folder):
+            name = info.path.rsplit("/", 1)[-1]
+            modified = datetime.fromtimestamp(info.modified_ns / 1e9, timezone.utc)
+            if name.startswith(".") and name.endswith(".tmp") and modified < cutoff:
+                lake.files.delete_file(info.path)
+                removed.append(info.path)
+    return removed

@@ -363,6 +363,9 @@ class LocalFiles:
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._abs(prefix), ignore_errors=True)
 
+    def delete_file(self, path: str) -> None:
+        self._abs(path).unlink(missing_ok=True)
+
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
@@ -481,6 +484,16 @@ class AzureFiles:
         def run():
             for blob in client.list_blobs(name_starts_with=rest.rstrip("/") + "/"):
                 client.delete_blob(blob.name)
+
+        self._call(f"deleting {container}/{rest}", run)
+
+    def delete_file(self, path: str) -> None:
+        container, rest = self._split(path)
+        blob = self.service.get_blob_client(container, rest)
+
+        def run():
+            if blob.exists():
+                blob.delete_blob()
 
         self._call(f"deleting {container}/{rest}", run)
 

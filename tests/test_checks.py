@@ -221,7 +221,7 @@ def test_every_asset_has_its_layers_freshness_policy():
         assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (warn, fail), key
 
 
-def test_check_history_grows_by_exactly_the_checks_run(lake: LakeFixture):
+def test_check_history_records_each_table_version_once(lake: LakeFixture):
     write_base(lake, GOOD_CLAIMS)
     lake.refresh(as_of=AS_OF)
     history = lake.lake.table_uri("gold", CHECK_HISTORY_TABLE)
@@ -232,9 +232,17 @@ def test_check_history_grows_by_exactly_the_checks_run(lake: LakeFixture):
         (t, c.name) for t, c in ALL_CHECKS}
     assert all(r["passed"] and r["failing_rows"] == 0 for r in first)
 
+    # Nothing new: the same versions are not checked into the history again.
     lake.refresh(as_of=AS_OF)
-    second = lake.lake.read(history, "SELECT run_id, count(*) AS n FROM t GROUP BY run_id")
-    assert sorted(second.column("n").to_pylist()) == [total, total]
+    assert len(lake.rows("gold", CHECK_HISTORY_TABLE)) == total
+
+    # A new as-of date rewrites gold only: its checks are recorded for the new versions.
+    lake.refresh(as_of="2025-07-31")
+    gold = sum(len(c) for t, c in TABLE_CHECKS.items() if t.startswith("gold/"))
+    second = lake.lake.read(history, "SELECT run_id, delta_version, count(*) AS n FROM t "
+                                     "GROUP BY ALL ORDER BY n")
+    assert [(v, n) for v, n in zip(second.column("delta_version").to_pylist(),
+                                   second.column("n").to_pylist())] == [(1, gold), (0, total)]
 
 
 class _Recorder(BaseHTTPRequestHandler):
