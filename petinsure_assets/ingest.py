@@ -22,7 +22,8 @@ modification time, sha256, outcome (`status`, one of `STATUSES`, with `error` sa
                all (no sha256, tried again next run)
     unchanged  touched, but its content is what the ledger already holds: not read again
     duplicate  the same content as a file already ingested (`error` names it): not ingested again
-    refused    not read at all: a symbolic link out of the raw zone, or not a regular file
+    refused    not read at all: a symbolic link out of the raw zone, another extension than
+               .csv/.jsonl/.json, a subfolder, or not a regular file
 
 A file is read again only when its content changed: same size and mtime → skipped without reading;
 otherwise staged and hashed, and skipped if the hash matches what was ingested. Each bronze append
@@ -31,8 +32,10 @@ to date from those commits first thing on every run, so a crash between the bron
 ledger write cannot ingest a file twice.
 
 `_source_line` is the physical line for CSV and JSONL files (header = line 1 in a CSV), 1 for a
-real-time single-record file. (A CSV value with a quoted line break would shift the numbering of
-the rows after it in that file; the generator writes none.)
+real-time single-record file. A CSV quote that runs over line breaks into a row with the wrong
+number of fields (or to the end of the file) makes each of those lines a malformed record of its
+own. (A valid CSV value with a quoted line break keeps its record whole but shifts the numbering
+of the rows after it in that file by the breaks; the generator writes none.)
 """
 
 from __future__ import annotations
@@ -167,16 +170,25 @@ Log = Callable[[str], None]
 
 
 def list_raw_files(lake: Lake, entity: Entity) -> list[RawFile]:
-    """Files in raw/<entity>/ with a .csv, .jsonl or .json extension (any case), sorted by name;
-    hidden and temporary (`.`, `_`) files ignored. Refused files (links out of the raw zone) are
-    listed with the reason."""
+    """Files in raw/<entity>/, sorted by name; hidden and temporary (`.`, `_`) files ignored.
+    Those that will not be read are listed with the reason (`refused`): a link out of the raw
+    zone, an extension other than .csv, .jsonl or .json (any case), a subfolder."""
+    folder = f"raw/{entity.name}"
     files = []
-    for info in lake.files.list(f"raw/{entity.name}"):
+    for info in lake.files.list(folder):
         name = info.path.rsplit("/", 1)[-1]
-        if name.startswith((".", "_")) or os.path.splitext(name)[1].lower() not in FORMATS:
+        if name.startswith((".", "_")):
             continue
+        refused = info.refused
+        if os.path.splitext(name)[1].lower() not in FORMATS:
+            refused = refused or f"not a {', '.join(FORMATS)} file (never read)"
         files.append(RawFile(path=info.path, source_file=info.path, size_bytes=info.size_bytes,
-                             modified_ns=info.modified_ns, refused=info.refused))
+                             modified_ns=info.modified_ns, refused=refused))
+    for name in lake.files.list_dirs(folder):  # nothing in a subfolder is read: say so
+        if not name.startswith((".", "_")):
+            files.append(RawFile(path=f"{folder}/{name}", source_file=f"{folder}/{name}",
+                                 size_bytes=0, modified_ns=0,
+                                 refused=f"a folder: only files directly in {folder}/ are read"))
     return sorted(files, key=lambda f: f.source_file)
 
 
@@ -504,6 +516,11 @@ class _Parser:
             bad.append((numbers.physical(row.number), row.text))
             return "skip"
 
+        def malformed() -> Iterator[pa.Table]:
+            if bad:
+                yield self._malformed(f, [(n, t, "invalid JSON (raw control character)") for n, t in bad])
+                bad.clear()
+
         reader = pacsv.open_csv(
             f.path,
             read_options=pacsv.ReadOptions(
@@ -529,9 +546,8 @@ class _Parser:
                     }
                 )
             )
-            if bad:
-                yield self._malformed(f, [(n, t, "invalid JSON (raw control character)") for n, t in bad])
-                bad.clear()
+            yield from malformed()
+        yield from malformed()  # invalid lines after the last block of valid ones
 
     def realtime(self, files: list[RawFile]) -> Iterator[pa.Table]:
         for start in range(0, len(files), REALTIME_FILES_PER_BATCH):
@@ -598,8 +614,20 @@ class _Parser:
         numbers = _LineNumbers(first=2, skip=text.skip)
 
         def on_invalid(row) -> str:
-            bad.append((numbers.physical(row.number), row.text))
+            # A quote that does not close runs over the next lines: each physical line is kept
+            # as its own malformed record, so the lines after it keep their numbers.
+            first = numbers.physical(row.number)
+            parts = row.text.split("\n")
+            bad.extend((first + i, part.rstrip("\r")) for i, part in enumerate(parts))
+            numbers.extra += len(parts) - 1
             return "skip"
+
+        def malformed() -> Iterator[pa.Table]:
+            rows = [(num, t, f"CSV row has the wrong number of fields (header has {len(names)})")
+                    for num, t in bad if t.strip()]  # a whitespace-only line is not a record
+            bad.clear()
+            if rows:
+                yield self._malformed(f, rows)
 
         reader = pacsv.open_csv(
             f.path,
@@ -637,11 +665,8 @@ class _Parser:
             ).to_arrow_table()
             self.con.unregister("rows")
             yield out.select(self.schema.names).cast(self.schema)
-            rows = [(num, t, f"CSV row has the wrong number of fields (header has {len(names)})")
-                    for num, t in bad if t.strip()]  # a whitespace-only line is not a record
-            if rows:
-                yield self._malformed(f, rows)
-            bad.clear()
+            yield from malformed()
+        yield from malformed()  # invalid rows after the last block of valid ones
 
     def lines_as_malformed(self, f: RawFile, message: str, after_line: int = 0) -> Iterator[pa.Table]:
         """Each non-blank line of a file (after `after_line`) kept as a malformed record with
@@ -689,10 +714,12 @@ class _LineNumbers:
         self.next = first
         self.skip = skip
         self.skipped = sorted(skip)
+        self.extra = 0  # line breaks inside the invalid rows reported so far
 
     def physical(self, number: int) -> int:
-        """The physical line of the reader's `number`, which does not count the empty lines
-        it skipped."""
+        """The physical line of the reader's `number`, which counts rows: not the empty lines
+        it skipped, nor the line breaks inside earlier invalid rows."""
+        number += self.extra
         line = number
         while (shifted := number + bisect.bisect_right(self.skipped, line)) != line:
             line = shifted
@@ -790,10 +817,10 @@ def _parse_batch_file(parser: "_Parser", f: RawFile, outcomes: list[FileOutcome]
         outcome.note(note)
     last_line, failure = 0, None
     try:
-        if f.format == "jsonl":
-            tables = parser.jsonl(f, text)
-        elif _is_blank(f.path):
+        if _is_blank(f.path):
             tables = iter(())
+        elif f.format == "jsonl":
+            tables = parser.jsonl(f, text)
         else:
             names, columns, notes = parser.csv_header(f, text)
             for note in notes:

@@ -122,7 +122,24 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, int, str]:
     write_bytes(lake, "claims", "CLM-17_20250401_101500_000001.json",
                 b"\xef\xbb\xbf" + line(quick("CLM-17")).encode())
 
-    # The raw zone's boundary: extensions in any case, links, the same content twice.
+    # Quotes: one that closes on a later line, one that never closes, a quoted line break.
+    pet = PETS.strip().splitlines()[1]
+    header = PETS.strip().splitlines()[0]
+    write_bytes(lake, "pets", "pets_quote.csv", "\n".join([
+        header, pet.replace("PET-1,CUST-1,Rex", 'PET-6,CUST-1,"Rex'), 'PET-7",Dog',
+        pet.replace("PET-1", "PET-8")]).encode() + b"\n")
+    write_bytes(lake, "pets", "pets_unterminated.csv", "\n".join([
+        header, pet.replace("PET-1", "PET-9"), pet.replace("PET-1,CUST-1,Rex", 'PET-10,CUST-1,"Rex'),
+        pet.replace("PET-1", "PET-11")]).encode() + b"\n")
+    write_bytes(lake, "pets", "pets_multiline.csv", "\n".join([
+        header, pet.replace("PET-1,CUST-1,Rex", 'PET-12,CUST-1,"Rex\nJr"'),
+        pet.replace("PET-1", "PET-13")]).encode() + b"\n")
+    write_bytes(lake, "claims", "zero.jsonl", b"")
+
+    # The raw zone's boundary: extensions in any case, links, the same content twice, files that
+    # are not read (another extension, a subfolder).
+    write_bytes(lake, "claims", "claims.txt", (line(quick("CLM-21")) + "\n").encode())
+    write_bytes(lake, "claims", "2025/claims.jsonl", (line(quick("CLM-22")) + "\n").encode())
     lake.write_raw("claims", "MORE.JSONL", line(quick("CLM-16")) + "\n")
     outside = root / "outside.jsonl"
     outside.write_text(line(quick("CLM-19")) + "\n")
@@ -143,13 +160,16 @@ def test_the_refresh_succeeds_and_names_every_file_needing_a_look(hostile):
     listed = output.split("raw files needing a look (bronze/_file_ledger):\n")[1].splitlines()
     listed = [entry.strip() for entry in listed if entry.startswith("    ")]
     assert listed == [
+        "raw/claims/2025: refused: a folder: only files directly in raw/claims/ are read",
         "raw/claims/CLM-18.json: failed: file name does not match "
         "CLM-<ID>_<YYYYMMDD>_<HHMMSS>_<ffffff>.json",
+        "raw/claims/claims.txt: refused: not a .csv, .jsonl, .json file (never read)",
         "raw/claims/copy.jsonl: duplicate: same content as raw/claims/claims.jsonl",
         "raw/claims/link.jsonl: duplicate: same content as raw/claims/claims.jsonl",
         "raw/claims/outside.jsonl: refused: symbolic link pointing outside raw/ (not followed)",
         "raw/claims/utf16le.jsonl: ingested: decoded as UTF-16-LE (no byte-order mark, NUL bytes); "
         "expected UTF-8",
+        "raw/claims/zero.jsonl: ingested: no records (empty or whitespace only)",
         "raw/customers/customers_latin1.csv: ingested: 1 line(s) not UTF-8, kept as malformed records",
         "raw/customers/customers_nokey.csv: failed: header has no column customer_id; "
         "found: first_name, last_name, email",
@@ -204,6 +224,45 @@ def test_blank_lines_and_whitespace_only_files_are_not_records(hostile):
     assert account(lake, contracts.PROVIDERS, "raw/providers/empty.csv") == (0, 0, {})
     assert ledger(lake, "raw/providers/empty.csv") == [
         ("ingested", 0, 0, "no records (empty or whitespace only)")]
+
+
+def test_a_quote_running_over_lines_spoils_each_of_its_lines_only(hostile):
+    lake = hostile[0]
+    # The quote opened on line 2 closes on line 3: both lines malformed, line 4 read as usual.
+    assert account(lake, contracts.PETS, "raw/pets/pets_quote.csv") == (3, 1, {"malformed_record": 2})
+    rows = bronze(lake, contracts.PETS, "raw/pets/pets_quote.csv")
+    assert [(r["pet_id"], r["_source_line"]) for r in rows] == [(None, 2), (None, 3), ("PET-8", 4)]
+    assert rows[1]["_raw_record"] == 'PET-7",Dog'
+    assert rows[1]["_parse_error"] == "CSV row has the wrong number of fields (header has 14)"
+    # A quote that never closes runs to the end of the file: every line after it is kept.
+    assert account(lake, contracts.PETS, "raw/pets/pets_unterminated.csv") == (
+        3, 1, {"malformed_record": 2})
+    rows = bronze(lake, contracts.PETS, "raw/pets/pets_unterminated.csv")
+    assert [(r["pet_id"], r["_source_line"], (r["_raw_record"] or "")[:7]) for r in rows] == [
+        ("PET-9", 2, ""), (None, 3, "PET-10,"), (None, 4, "PET-11,")]
+
+
+def test_a_quoted_line_break_is_part_of_its_value(hostile):
+    lake = hostile[0]
+    assert account(lake, contracts.PETS, "raw/pets/pets_multiline.csv") == (2, 2, {})
+    rows = bronze(lake, contracts.PETS, "raw/pets/pets_multiline.csv")
+    assert [(r["pet_id"], r["pet_name"]) for r in rows] == [("PET-12", "Rex\nJr"), ("PET-13", "Rex")]
+
+
+def test_an_empty_file_has_no_records(hostile):
+    lake = hostile[0]
+    assert account(lake, contracts.CLAIMS, "raw/claims/zero.jsonl") == (0, 0, {})
+    assert ledger(lake, "raw/claims/zero.jsonl") == [
+        ("ingested", 0, 0, "no records (empty or whitespace only)")]
+
+
+def test_another_extension_or_a_subfolder_is_refused_by_name(hostile):
+    lake = hostile[0]
+    assert ledger(lake, "raw/claims/claims.txt") == [
+        ("refused", 0, 0, "not a .csv, .jsonl, .json file (never read)")]
+    assert ledger(lake, "raw/claims/2025") == [
+        ("refused", 0, 0, "a folder: only files directly in raw/claims/ are read")]
+    assert {"CLM-21", "CLM-22"}.isdisjoint(r["claim_id"] for r in lake.rows("bronze", "claims_raw"))
 
 
 def test_csv_header_without_the_key_column_fails_the_file_not_the_run(hostile):
@@ -293,12 +352,12 @@ def test_same_content_under_another_name_is_a_duplicate_and_counted_once(hostile
 def test_every_raw_record_is_accounted_for_and_nothing_is_read_twice(hostile):
     lake = hostile[0]
     # Raw records per entity, by hand: claims 2 + 1 + 3 + 1 + 2 + 1 (CLM-18) + 1 (CLM-17) + 1
-    # (MORE.JSONL) + 1 (UTF-16); customers 2 + 2 + 2; pets 2 + 3; providers 1 + 1 + 1 + 1;
-    # policies 2.
-    expected = {"claims": 13, "customers": 6, "pets": 5, "providers": 4, "policies": 2}
+    # (MORE.JSONL) + 1 (UTF-16); customers 2 + 2 + 2; pets 2 + 3 + 3 (quote) + 3 (unterminated)
+    # + 2 (line break); providers 1 + 1 + 1 + 1; policies 2.
+    expected = {"claims": 13, "customers": 6, "pets": 13, "providers": 4, "policies": 2}
     assert {e.name: len(lake.rows("bronze", e.bronze_table)) for e in contracts.ENTITIES} == expected
     quarantined = Counter(q["entity"] for q in lake.rows("silver", "quarantine"))
-    assert quarantined == {"claims": 4, "customers": 3, "pets": 1, "providers": 1}
+    assert quarantined == {"claims": 4, "customers": 3, "pets": 5, "providers": 1}
     # A second look at the raw zone reads and records nothing: every file is settled.
     for entity in contracts.ENTITIES:
         plan = ingest.plan_files(lake.lake, entity, log=lambda _: None)
