@@ -53,6 +53,8 @@ CLAIMS: dict[str, tuple[str, str | None]] = {
                              processing_days="10000000000"), None),
     "CLM-CONTACT": (_claim("CLM-CONTACT", status="Denied", paid_amount="0.00",
                            denial_reason=CONTACT_REASON), None),
+    # A version stamp far in the future is no stamp: the claim reaches silver, updated_at null.
+    "CLM-FUTURE-STAMP": (_claim("CLM-FUTURE-STAMP", updated_at="9999-12-31T00:00:00"), None),
 }
 POLICY_LINES = {
     "POL-LAPSED": ("POL-LAPSED,PN-9,CUST-1,PET-1,Basic,10.00,250,3000,2025-01-01,2025-12-31,Lapsed,"
@@ -103,10 +105,10 @@ def accounting(lake: LakeFixture, entity: str, table: str, key: str) -> dict:
 
 def _claims(lake: LakeFixture) -> dict:
     counts = accounting(lake, "claims", "fact_claims", "claim_id")
-    assert counts["bronze"] == len(CLAIMS) == 15
+    assert counts["bronze"] == len(CLAIMS) == 16
     expected = Counter(reason for _, reason in CLAIMS.values() if reason)
     assert counts["quarantine"] == dict(expected) == {"bad_value": 5, "bad_date": 5}
-    assert counts["silver"] == 5 and counts["silver"] + 10 == counts["bronze"]
+    assert counts["silver"] == 6 and counts["silver"] + 10 == counts["bronze"]
     assert counts["where"] == {k: reason for k, (_, reason) in CLAIMS.items()}
     return counts
 
@@ -115,7 +117,7 @@ def _assert_gold_built(lake: LakeFixture) -> None:
     # Claims in silver are all in 2025-03 and 2025-04: two months, not millennia.
     assert [r["year_month"] for r in lake.rows("gold", "monthly_kpis", "year_month")] == [
         "2025-03", "2025-04"]
-    assert len(lake.rows("gold", "claims_analytics")) == 5
+    assert len(lake.rows("gold", "claims_analytics")) == 6
 
 
 def _case(hostile, claim_id: str, reason: str | None, detail: str | None = None) -> dict:
@@ -238,3 +240,27 @@ def test_contact_data_in_denial_reason_is_masked_in_gold_exports_and_snapshot(ho
     snapshot = pq.read_table(lake.root / "gold" / "snapshots" / "v" / latest["version"]
                              / "claims_analytics.parquet").to_pylist()
     assert [r["denial_reason"] for r in snapshot if r["claim_id"] == "CLM-CONTACT"] == [masked]
+
+
+def test_updated_at_far_in_the_future_is_no_version_stamp(hostile):
+    _case(hostile, "CLM-FUTURE-STAMP", None)
+    [row] = [r for r in hostile[0].rows("silver", "fact_claims") if r["claim_id"] == "CLM-FUTURE-STAMP"]
+    assert row["updated_at"] is None
+
+
+def test_an_updated_at_far_in_the_future_does_not_win_deduplication(lake: LakeFixture):
+    """Two versions of one claim: the one stamped 9999-12-31 (a clock error) has no usable stamp,
+    so the version stamped 2025-03-11 is the latest; both versions are accounted for."""
+    lake.write_raw("customers", "customers.csv", CUSTOMERS)
+    lake.write_raw("pets", "pets.csv", PETS)
+    lake.write_raw("policies", "policies.csv", POLICIES)
+    lake.write_raw("providers", "providers.csv", PROVIDERS)
+    lake.write_raw("claims", "claims.jsonl", "\n".join([
+        _claim("CLM-1", claim_amount="100.00", updated_at="9999-12-31T00:00:00"),
+        _claim("CLM-1", claim_amount="90.00", paid_amount="70.00", updated_at="2025-03-11T00:00:00"),
+    ]) + "\n")
+    lake.refresh(as_of=AS_OF)
+    assert len(lake.rows("bronze", "claims_raw")) == 2
+    assert [q for q in lake.rows("silver", "quarantine") if q["entity"] == "claims"] == []
+    [row] = lake.rows("silver", "fact_claims")
+    assert (str(row["claim_amount"]), str(row["updated_at"])) == ("90.00", "2025-03-11 00:00:00")

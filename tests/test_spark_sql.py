@@ -88,6 +88,7 @@ DIRTY = [
     "2025-12-31garbage", "2025-12-31T25:00:00", "2025-12-31T23:59:59.5Z", "2025-04-02T23:59:59+02:00",
     "2025-04-02T23:59:59.1234567", "2025-04-02T10:00:00-0530", "0001-01-01", "9999-12-31",
     "1899-12-31", "1900-01-01", "2027-01-10", "2027-01-11", "02/29/2024", "100000000000",
+    "2026-01-11T23:30:00", "2026-01-11T23:30:01", "9999-12-31T00:00:00", "1899-12-31T23:59:59",
     "9999999999999999.99", "999999999.99", "999999999.995", "1000000000", "-1000000000.00",
     "Pending Payment", " uNDER rEVIEW ", "Call (555) 201-3344 or mail a.b@Vet-Clinic.co.uk",
     "+1 555.123.4567 x@y.io, 1-555-123-4567; 555 123 4567 and 12345678901",
@@ -98,6 +99,7 @@ TEXT_MACROS = [
     "canonical(x, ['Male', 'Female'])", "clean_email(x)", "clean_phone(x)", "clean_state(x)",
     "clean_zip(x)", "parse_amount(x)", "canonical(x, getvariable('accepted_claim_statuses'))",
     "bounded_date(parse_date(x), CAST('2026-01-10 23:30:00' AS TIMESTAMP), INTERVAL 1 YEAR)",
+    "bounded_ts(parse_ts(x), CAST('2026-01-10 23:30:00' AS TIMESTAMP))",
     "mask_contacts(x)", "full_name(clean_text(x), 'Lee')", "full_name(NULL, clean_text(x))",
 ]
 NUMBERS = [  # (n, d): DECIMAL(18, 2) amounts and counts, signs, zero, NULL, halves

@@ -104,6 +104,12 @@ def bounded_date(d: pd.Series, ingested_at: pd.Series, years_ahead: int) -> pd.S
     return d.where((d >= OLDEST_DATE) & (d <= latest))
 
 
+def bounded_ts(ts: pd.Series, ingested_at: pd.Series) -> pd.Series:
+    """updated_at within [1900-01-01, the UTC time of ingestion + 1 day], else NaT."""
+    latest = (ingested_at.dt.tz_convert("UTC").dt.tz_localize(None) + pd.Timedelta(days=1))
+    return ts.where((ts >= OLDEST_DATE) & (ts <= latest.astype("datetime64[us]")))
+
+
 def parse_ts(s: pd.Series) -> pd.Series:
     """updated_at: strictly an ISO date or date-time, else a US date (midnight), else NaT."""
     c = clean_text(s)
@@ -344,6 +350,7 @@ def typed(raw: pd.DataFrame, fields: dict) -> pd.DataFrame:
     t["updated_at"] = parse_ts(raw.pop("updated_at"))
     for col in BRONZE_META:
         t[col] = raw.pop(col)
+    t["updated_at"] = bounded_ts(t["updated_at"], t["_ingested_at"])
     return t
 
 

@@ -28,6 +28,13 @@ CREATE OR REPLACE MACRO parse_ts(x) AS CASE
     WHEN is_iso_date_time(clean_text(x)) THEN try_cast(clean_text(x) AS TIMESTAMP)
     ELSE CAST(parse_date(x) AS TIMESTAMP) END;
 
+-- updated_at bounds: a version stamped before 1900 or more than a day after it was ingested (a
+-- clock error, 9999-12-31) would win deduplication for ever: such a stamp is null, and a version
+-- with no usable stamp sorts as the oldest.
+CREATE OR REPLACE MACRO bounded_ts(ts, ingested_at) AS CASE
+    WHEN ts >= TIMESTAMP '1900-01-01' AND ts <= CAST(ingested_at AS TIMESTAMP) + INTERVAL 1 DAY
+    THEN ts END;
+
 -- Money: exact decimal with 2 places; unparseable -> null.
 CREATE OR REPLACE MACRO parse_money(x) AS try_cast(clean_text(x) AS DECIMAL(18, 2));
 -- Amounts (claim, paid, premium, deductible, coverage limit): money whose magnitude is below 10^9,

@@ -18,7 +18,7 @@ WITH typed AS (
         bounded_date(parse_date(customer_since), _ingested_at, INTERVAL 1 YEAR) AS customer_since,
         clean_text(segment) AS segment,
         parse_money(lifetime_value) AS lifetime_value,
-        parse_ts(updated_at) AS updated_at,
+        bounded_ts(parse_ts(updated_at), _ingested_at) AS updated_at,
         _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
         b AS _bronze
     FROM customers_raw AS b

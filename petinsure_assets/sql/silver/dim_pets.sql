@@ -20,7 +20,7 @@ WITH typed AS (
         clean_text(vaccination_status) AS vaccination_status,
         clean_text(pre_existing_conditions) AS pre_existing_conditions,
         parse_bool(is_active) AS is_active,
-        parse_ts(updated_at) AS updated_at,
+        bounded_ts(parse_ts(updated_at), _ingested_at) AS updated_at,
         _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
         b AS _bronze
     FROM pets_raw AS b

@@ -21,7 +21,7 @@ WITH typed AS (
         parse_bool(includes_wellness) AS includes_wellness,
         parse_bool(includes_dental) AS includes_dental,
         parse_bool(includes_behavioral) AS includes_behavioral,
-        parse_ts(updated_at) AS updated_at,
+        bounded_ts(parse_ts(updated_at), _ingested_at) AS updated_at,
         _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
         b AS _bronze
     FROM policies_raw AS b

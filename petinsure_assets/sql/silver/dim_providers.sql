@@ -16,7 +16,7 @@ WITH typed AS (
         CASE WHEN parse_double(average_rating) BETWEEN 0 AND 5
              THEN parse_double(average_rating) END AS average_rating,
         clean_text(specialties) AS specialties,
-        parse_ts(updated_at) AS updated_at,
+        bounded_ts(parse_ts(updated_at), _ingested_at) AS updated_at,
         _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
         b AS _bronze
     FROM providers_raw AS b

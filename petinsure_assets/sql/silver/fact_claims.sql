@@ -22,7 +22,7 @@ WITH typed AS (
         canonical(status, getvariable('accepted_claim_statuses')) AS status,
         CASE WHEN parse_int(processing_days) >= 0 THEN parse_int(processing_days) END AS processing_days,
         clean_text(denial_reason) AS denial_reason,
-        parse_ts(updated_at) AS updated_at,
+        bounded_ts(parse_ts(updated_at), _ingested_at) AS updated_at,
         _parse_error, _source_file, _source_line, _ingested_at, _batch_id, _record_hash,
         b AS _bronze
     FROM claims_raw AS b
