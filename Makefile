@@ -40,9 +40,10 @@ test: setup java
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, same instance as `make demo`.
+# `dg dev` is the current name of `dagster dev` (same server; the old name warns "superseded").
 ui: setup
 	mkdir -p $(DAGSTER_HOME) && { [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; }
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The reference claims API on http://127.0.0.1:8000 (docs at /docs), reading ./lake/gold/snapshots.
 # Other address: make api ARGS="--port 8080" (or --uds /path/to/socket).

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 EXPECTED_KEYS = {
@@ -50,6 +56,29 @@ def test_loading_the_code_location_raises_no_deprecation_warning():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_dg_lists_and_checks_the_code_location_from_the_repo_root(tmp_path):
+    """`dg` finds the project through [tool.dg] in pyproject.toml, as `dg dev` does."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(home)}
+    dg_cli = str(Path(sys.executable).parent / "dg")
+
+    def dg(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([dg_cli, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    checked = dg("check", "defs")
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    assert "All definitions loaded successfully." in checked.stdout
+
+    listed = dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    defs = json.loads(listed.stdout)
+    assert {asset["asset_key"] for asset in defs["assets"]} == EXPECTED_KEYS
+    assert "refresh_all" in {job["name"] for job in defs["jobs"]}
 
 
 def test_sqlite_files_under_dagster_home_commit_without_fsync(tmp_path, monkeypatch):
