@@ -1,6 +1,6 @@
 # The two commands of the quick start:
 #   make demo   set everything up, generate demo data if ./lake/raw is empty, run the main job
-#   make test   set everything up, run the whole test suite
+#   make test   set everything up, run ruff (lint, format check) and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -36,7 +36,10 @@ demo: setup
 	mkdir -p $(DAGSTER_HOME) && { [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; }
 	$(PY) -m petinsure_assets refresh $(ARGS)
 
+# Lint and formatting first (ruff, configured in pyproject.toml): a quick failure before the suite.
 test: setup java
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The Dagster UI (webserver + daemon) on http://127.0.0.1:3000, same instance as `make demo`.

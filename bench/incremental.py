@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-
 NEW_CLAIM_ID = "CLM-BENCH-INCREMENTAL-1"
 
 

@@ -237,7 +237,7 @@ def bench_size(claims: int, work: Path, baselines: list[str], timeout: float) ->
     log(f"{claims:,} claims: full refresh {refresh['total']['wall_s']:.1f} s")
     result = {
         "claims": claims,
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "generated_in_s": generated_in,
         "refresh": refresh,
@@ -380,9 +380,9 @@ def render(results: dict[int, dict]) -> str:
             "",
             f"## {claims:,} claims",
             "",
-            f"Full refresh raw -> snapshot through Dagster (`refresh_all`, then `publish_api_snapshot`, "
-            f"in-process executor), in a new process, on a SQLite instance whose DAGSTER_HOME was "
-            f"created beforehand (as the first `make demo` leaves it; not timed). Demo data generation "
+            "Full refresh raw -> snapshot through Dagster (`refresh_all`, then `publish_api_snapshot`, "
+            "in-process executor), in a new process, on a SQLite instance whose DAGSTER_HOME was "
+            "created beforehand (as the first `make demo` leaves it; not timed). Demo data generation "
             + (f"took {r['generated_in_s']:.1f} s (not included)." if r["generated_in_s"] else
                "was reused from an earlier run (not included)."),
             "",

@@ -15,7 +15,7 @@ table the no-op writes.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -24,8 +24,12 @@ import pyarrow as pa
 from petinsure_assets import contracts, thresholds
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
-from petinsure_assets.resources import (LakeResource, content_version, duckdb_config,
-                                        markdown_preview)
+from petinsure_assets.resources import (
+    LakeResource,
+    content_version,
+    duckdb_config,
+    markdown_preview,
+)
 
 CHECK_HISTORY_TABLE = "_check_history"
 SAMPLE_ROWS = 5
@@ -373,7 +377,7 @@ def record_history(lake: Lake, table: str, version: int, outcomes: list[Outcome]
                 "AND delta_version = $version", {"table": table, "version": version}).fetchall()}
         finally:
             con.close()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         {
             "check_name": o.check.name, "asset_key": table, "passed": o.passed,

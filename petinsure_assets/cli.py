@@ -136,7 +136,6 @@ def run_refresh(
     the exports sensor would) and summarize what the lake holds after it. Each run holds the
     lake's writer lock (lock.py); `main` holds it across both."""
     from petinsure_assets.definitions import build_definitions
-
     from petinsure_assets.resources import lake_resource_from_env
 
     lake_root = os.path.abspath(lake_root) if lake_root else None

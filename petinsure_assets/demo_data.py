@@ -127,10 +127,10 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -653,7 +653,7 @@ def _json_lines(cols: dict[str, pa.Array], columns: Iterable[str], numeric: froz
     return _cat(*parts)
 
 
-def _csv_piece(cols: dict[str, pa.Array], columns: Iterable[str]) -> "_Piece":
+def _csv_piece(cols: dict[str, pa.Array], columns: Iterable[str]) -> _Piece:
     """CSV rows of ``cols``: pyarrow's writer when nothing needs quoting (the common case, ~3x
     faster), else string kernels. Both give the same bytes: minimal quoting, LF line ends."""
     columns = list(columns)
@@ -736,7 +736,7 @@ class _Plan:
     late: int
 
     @staticmethod
-    def build(claims: int, seed: int, realtime_files: int | None) -> "_Plan":
+    def build(claims: int, seed: int, realtime_files: int | None) -> _Plan:
         if claims < 1:
             raise ValueError("claims must be at least 1")
         customers = max(1, claims // 3)

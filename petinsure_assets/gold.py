@@ -17,8 +17,13 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
-from petinsure_assets.resources import (LakeResource, ReportingDate, Unchanged,
-                                        inputs_commit_metadata, unchanged_version)
+from petinsure_assets.resources import (
+    LakeResource,
+    ReportingDate,
+    Unchanged,
+    inputs_commit_metadata,
+    unchanged_version,
+)
 
 # Gold commits carry the as-of date they were computed for (snapshots publish it).
 AS_OF_COMMIT_KEY = "petinsure.as_of"

@@ -52,7 +52,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -253,7 +253,7 @@ def _recover_ledger(lake: Lake, entity: Entity, ledger: dict[str, dict],
     if not missing:
         return
     log(f"{entity.name}: ledger recovered {len(missing)} file(s) from bronze commit metadata")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         {**{k: None for k in LEDGER_SCHEMA.names}, **m, "entity": entity.name, "recorded_at": now}
         for m in missing
@@ -391,7 +391,7 @@ def _prepare_text(path: str) -> _Text:
                 body = raw.rstrip(b"\r\n")
                 try:
                     body.decode("utf-8")
-                except UnicodeDecodeError as e:
+                except UnicodeDecodeError:
                     text.undecodable.append((number, body.decode("utf-8", "backslashreplace")))
                     text.empty.discard(number)
                     out.write(raw[len(body):])  # the line break only: the reader skips it
@@ -753,7 +753,7 @@ def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> Table
         return None
 
     log(f"{entity.name}: ingesting {len(plan.todo)} new or changed file(s)")
-    parser = _Parser(lake, entity, batch_id, datetime.now(timezone.utc))
+    parser = _Parser(lake, entity, batch_id, datetime.now(UTC))
     # The staged copies go with the parser, also if the stream is never consumed.
     weakref.finalize(parser, shutil.rmtree, plan.staging, True)
     outcomes: list[FileOutcome] = []
@@ -794,7 +794,7 @@ def _count(outcome: FileOutcome, t: pa.Table) -> None:
     outcome.bad_rows += t.num_rows - t.column("_parse_error").null_count
 
 
-def _fail(parser: "_Parser", outcome: FileOutcome, reason: str, log: Log,
+def _fail(parser: _Parser, outcome: FileOutcome, reason: str, log: Log,
           after_line: int = 0) -> Iterator[pa.RecordBatch]:
     """The file fails as a whole: its lines (after `after_line`) become malformed records."""
     f = outcome.file
@@ -807,7 +807,7 @@ def _fail(parser: "_Parser", outcome: FileOutcome, reason: str, log: Log,
         yield from t.to_batches()
 
 
-def _parse_batch_file(parser: "_Parser", f: RawFile, outcomes: list[FileOutcome],
+def _parse_batch_file(parser: _Parser, f: RawFile, outcomes: list[FileOutcome],
                       log: Log) -> Iterator[pa.RecordBatch]:
     entity = parser.entity.name
     outcome = FileOutcome(f, INGESTED)
@@ -855,7 +855,7 @@ def _is_blank(path: str) -> bool:
         return all(not chunk.strip() for chunk in iter(lambda: fh.read(READ_CHUNK), b""))
 
 
-def _parse_all(parser: "_Parser", todo: list[RawFile], outcomes: list[FileOutcome],
+def _parse_all(parser: _Parser, todo: list[RawFile], outcomes: list[FileOutcome],
                log: Log) -> Iterator[pa.RecordBatch]:
     entity = parser.entity
     realtime = []
@@ -891,7 +891,7 @@ def _record(lake: Lake, entity: Entity, outcomes: list[FileOutcome], batch_id: s
             version: int | None) -> None:
     if not outcomes:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         {
             "entity": entity.name, "source_file": o.file.source_file,

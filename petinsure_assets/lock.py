@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from petinsure_assets.storage import redact
@@ -137,7 +137,7 @@ def writer_lock(lake, holder: str, *, run_id: str | None = None, wait: float | N
             hold.primitive = primitive
             hold.info = {"holder": holder, "run_id": run_id, "pid": os.getpid(),
                          "host": socket.gethostname(),
-                         "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                         "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         elif run_id:
             hold.info = {**hold.info, "run_id": run_id}
         if hold.info != previous:

@@ -32,8 +32,14 @@ from petinsure_assets.checks import CHECK_HISTORY_TABLE
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import TARGET_FILE_SIZE, WRITER_PROPERTIES, Lake
 from petinsure_assets.resources import LakeResource
-from petinsure_assets.snapshots import (DEFAULT_RETENTION, PIPELINE_TABLES, SNAPSHOT_PREFIX,
-                                        current_manifest, prune, remove_unfinished)
+from petinsure_assets.snapshots import (
+    DEFAULT_RETENTION,
+    PIPELINE_TABLES,
+    SNAPSHOT_PREFIX,
+    current_manifest,
+    prune,
+    remove_unfinished,
+)
 
 DEFAULT_VACUUM_RETENTION_HOURS = 7 * 24
 MAINTENANCE_CRON_ENV = "PETINSURE_MAINTENANCE_CRON"

@@ -42,7 +42,8 @@ class Toggle(BaseModel):
     use_live: bool | None = None  # omitted: flip the current setting
 
 
-class _Choice(str, Enum):
+# not StrEnum: that would change str() and format() of the members
+class _Choice(str, Enum):  # noqa: UP042
     """The accepted values of an enumerated filter; `approved` or ` APPROVED ` finds Approved."""
 
     @classmethod

@@ -16,12 +16,11 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-from dagster_duckdb import DuckDBResource
 from dagster_azure.adls2 import ADLS2DefaultAzureCredential, ADLS2Key, ADLS2SASToken
+from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
-
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
 from petinsure_assets.lock import LakeBusyError, writer_lock
 from petinsure_assets.queries import sql_text
@@ -93,7 +92,7 @@ class ReportingDate(dg.ConfigurableResource):
 
     def date(self) -> dt.date:
         if not self.as_of:
-            return dt.datetime.now(dt.timezone.utc).date()
+            return dt.datetime.now(dt.UTC).date()
         try:
             return dt.date.fromisoformat(self.as_of)
         except ValueError:

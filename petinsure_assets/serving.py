@@ -17,11 +17,19 @@ from dagster_duckdb import DuckDBResource
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.gold import GOLD_TABLES, GoldTable
 from petinsure_assets.lake import EXPORT_FILE, DeltaSource
-from petinsure_assets.snapshots import (DEFAULT_RETENTION, EXPORT_SOURCES, PII_COLUMNS,
-                                        SNAPSHOT_PREFIX, publish)
-from petinsure_assets.resources import (LakeResource, column_schema, content_version,
-                                        markdown_preview)
-
+from petinsure_assets.resources import (
+    LakeResource,
+    column_schema,
+    content_version,
+    markdown_preview,
+)
+from petinsure_assets.snapshots import (
+    DEFAULT_RETENTION,
+    EXPORT_SOURCES,
+    PII_COLUMNS,
+    SNAPSHOT_PREFIX,
+    publish,
+)
 
 
 def _json_or_none(data: bytes):

@@ -14,8 +14,12 @@ from petinsure_assets import contracts
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import prepare_session, sql_text
-from petinsure_assets.resources import (LakeResource, Unchanged, inputs_commit_metadata,
-                                        unchanged_version)
+from petinsure_assets.resources import (
+    LakeResource,
+    Unchanged,
+    inputs_commit_metadata,
+    unchanged_version,
+)
 
 # silver table -> (entity, its SQL file's staged table, silver parents it checks keys against)
 SILVER_TABLES: dict[str, tuple[contracts.Entity, tuple[str, ...]]] = {

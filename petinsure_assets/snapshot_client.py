@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,7 +91,7 @@ class AzureBlobStore:
                                                                 retry_total=1))
 
     @classmethod
-    def from_env(cls) -> "AzureBlobStore":
+    def from_env(cls) -> AzureBlobStore:
         """AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_SAS_TOKEN, AZURE_GOLD_CONTAINER (default gold),
         AZURE_STORAGE_BLOB_ENDPOINT (optional)."""
         return cls(os.environ["AZURE_STORAGE_ACCOUNT"], os.environ["AZURE_STORAGE_SAS_TOKEN"],
@@ -284,7 +284,7 @@ class SnapshotClient:
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts is not None else None
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import json
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,7 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
     The exports are read from files (local, or downloaded once to a temporary file on Azure):
     hashed in chunks, scanned by DuckDB for the JSON documents and copied into the version
     folder, never held in memory whole (claims_analytics has a row per claim)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with ExitStack() as stack:
         exports = {table: stack.enter_context(lake.files.local_copy(lake.export_path(table)))
                    if lake.files.exists(lake.export_path(table)) else None
@@ -269,7 +269,7 @@ def prune(lake: Lake, retention: int, now: datetime | None = None) -> list[str]:
 def _version_time(version: str) -> datetime | None:
     try:
         return datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(
-            tzinfo=timezone.utc)
+            tzinfo=UTC)
     except ValueError:
         return None
 
@@ -278,7 +278,7 @@ def remove_unfinished(lake: Lake, now: datetime | None = None) -> list[str]:
     """Delete version folders without a manifest and `.tmp` files under the snapshots and the
     exports, once older than UNFINISHED_MIN_AGE (younger ones may belong to a publish that is
     still running); returns their lake paths."""
-    cutoff = (now or datetime.now(timezone.utc)) - UNFINISHED_MIN_AGE
+    cutoff = (now or datetime.now(UTC)) - UNFINISHED_MIN_AGE
     removed = []
     for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v"):
         folder = f"{SNAPSHOT_PREFIX}/v/{v}"
@@ -293,7 +293,7 @@ def remove_unfinished(lake: Lake, now: datetime | None = None) -> list[str]:
     for folder in folders:
         for info in lake.files.list(folder):
             name = info.path.rsplit("/", 1)[-1]
-            modified = datetime.fromtimestamp(info.modified_ns / 1e9, timezone.utc)
+            modified = datetime.fromtimestamp(info.modified_ns / 1e9, UTC)
             if name.startswith(".") and name.endswith(".tmp") and modified < cutoff:
                 lake.files.delete_file(info.path)
                 removed.append(info.path)

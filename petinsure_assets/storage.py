@@ -517,10 +517,10 @@ def azure_transient(e: Exception) -> bool:
     credential, a missing container or blob is not."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
+        HttpResponseError,
         ResourceNotFoundError,
         ServiceRequestError,
         ServiceResponseError,
-        HttpResponseError,
     )
 
     if isinstance(e, (ClientAuthenticationError, ResourceNotFoundError)):

@@ -46,7 +46,7 @@ class Azurite:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
 
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         self.location.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),

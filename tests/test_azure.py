@@ -6,19 +6,19 @@ import base64
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+from dagster_azure.adls2 import ADLS2Key
 from deltalake import DeltaTable
 
 from petinsure_assets.azure import azure_lake, verify
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.snapshot_client import AzureBlobStore, SnapshotClient
 from petinsure_assets.storage import LakeConfigError
-from dagster_azure.adls2 import ADLS2Key
 from tests.azurite import ACCOUNT, KEY, Azurite
 from tests.conftest import LakeFixture
 from tests.test_checks import GOOD_CLAIMS, write_base
@@ -88,7 +88,7 @@ def read_only_sas(container: str = "gold") -> str:
 
     return generate_container_sas(ACCOUNT, container, account_key=KEY,
                                   permission=ContainerSasPermissions(read=True, list=True),
-                                  expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+                                  expiry=datetime.now(UTC) + timedelta(hours=1))
 
 
 def test_whole_graph_on_azurite_matches_the_local_lake(azurite, reference, monkeypatch):
@@ -153,7 +153,7 @@ def test_secrets_never_reach_the_event_log_or_the_logs(azurite, reference, monke
     sas = generate_account_sas(ACCOUNT, KEY, ResourceTypes(service=True, container=True, object=True),
                                AccountSasPermissions(read=True, write=True, delete=True, list=True,
                                                      add=True, create=True),
-                               expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+                               expiry=datetime.now(UTC) + timedelta(hours=1))
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0][4:]
     secrets = {"key": KEY, "sas": sas, "sas signature": signature}
     records = []

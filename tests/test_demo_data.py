@@ -54,7 +54,7 @@ class RawZone:
     realtime: dict[str, list[tuple[str, dict | None]]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, root: Path) -> "RawZone":
+    def read(cls, root: Path) -> RawZone:
         zone = cls(root)
         for e in contracts.ENTITIES:
             path = root / e.name / e.batch_file

@@ -103,7 +103,7 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, int, str]:
 
     # File-level problems.
     write_bytes(lake, "customers", "customers_nokey.csv", (
-        "first_name,last_name,email\nAnn,Lee,ann@example.com\nBob,Ray,bob@example.com\n").encode())
+        b"first_name,last_name,email\nAnn,Lee,ann@example.com\nBob,Ray,bob@example.com\n"))
     write_bytes(lake, "providers", "providers_semi.csv", (
         PROVIDER_HEADER.replace(",", ";") + "\n" + PROVIDER_ROW.format(n=4).replace(",", ";") + "\n"
     ).encode())

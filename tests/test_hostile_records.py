@@ -74,9 +74,9 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, subprocess.CompletedProcess]
     lake.write_raw("customers", "customers.csv", CUSTOMERS)
     lake.write_raw("pets", "pets.csv", PETS)
     lake.write_raw("policies", "policies.csv",
-                   POLICIES.rstrip("\n") + "\n" + "\n".join(l for l, _ in POLICY_LINES.values()) + "\n")
+                   POLICIES.rstrip("\n") + "\n" + "\n".join(line for line, _ in POLICY_LINES.values()) + "\n")
     lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw("claims", "claims.jsonl", "\n".join(l for l, _ in CLAIMS.values()) + "\n")
+    lake.write_raw("claims", "claims.jsonl", "\n".join(line for line, _ in CLAIMS.values()) + "\n")
     env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(

@@ -164,7 +164,7 @@ def test_unchanged_content_publishes_nothing_and_old_versions_are_pruned(served:
     assert read_latest(lake)["version"] == before
 
     versions = [before]
-    for n in range(3):  # three real changes: the claims export loses a row each time
+    for _ in range(3):  # three real changes: the claims export loses a row each time
         path = Path(lake.root) / lake.export_path("claims_analytics")
         table = pq.read_table(path)
         pq.write_table(table.slice(0, table.num_rows - 1), path)

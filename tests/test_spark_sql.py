@@ -21,7 +21,8 @@ from petinsure_assets.gold import GOLD_TABLES
 from petinsure_assets.silver import SILVER_TABLES
 from tests.conftest import DEMO_AS_OF
 from tests.test_hostile_records import hostile  # noqa: F401 (fixture)
-from tests.test_rules_by_hand import AS_OF as HAND_AS_OF, built_v2  # noqa: F401 (fixture)
+from tests.test_rules_by_hand import AS_OF as HAND_AS_OF
+from tests.test_rules_by_hand import built_v2  # noqa: F401 (fixture)
 
 AS_OF = dt.date.fromisoformat(DEMO_AS_OF)
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium.webdriver import ActionChains
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
 
 from tests.azurite import free_port
