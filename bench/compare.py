@@ -38,24 +38,31 @@ def compare_gold(lake: Lake, out_dir: str) -> dict[str, dict[str, int]]:
         result = {}
         for spec in GOLD_TABLES:
             con.register("product_src", lake.dataset(lake.table_uri("gold", spec.name)))
-            con.execute(f"CREATE OR REPLACE VIEW other_src AS SELECT * FROM "
-                        f"read_parquet('{_parquet_glob(out_dir, spec.name)}')")
+            con.execute(
+                f"CREATE OR REPLACE VIEW other_src AS SELECT * FROM "
+                f"read_parquet('{_parquet_glob(out_dir, spec.name)}')"
+            )
             columns = con.sql("DESCRIBE product_src").fetchall()
             other_columns = {row[0] for row in con.sql("DESCRIBE other_src").fetchall()}
             missing = [name for name, *_ in columns if name not in other_columns]
             if missing:
                 raise AssertionError(f"{spec.name}: the other side has no column {missing}")
             select = ", ".join(_normalised(name, dtype) for name, dtype, *_ in columns)
-            (product_rows,), = con.sql("SELECT count(*) FROM product_src").fetchall()
-            (other_rows,), = con.sql("SELECT count(*) FROM other_src").fetchall()
-            (only_product,), = con.sql(
+            ((product_rows,),) = con.sql("SELECT count(*) FROM product_src").fetchall()
+            ((other_rows,),) = con.sql("SELECT count(*) FROM other_src").fetchall()
+            ((only_product,),) = con.sql(
                 f"SELECT count(*) FROM (SELECT {select} FROM product_src "
-                f"EXCEPT ALL SELECT {select} FROM other_src)").fetchall()
-            (only_other,), = con.sql(
+                f"EXCEPT ALL SELECT {select} FROM other_src)"
+            ).fetchall()
+            ((only_other,),) = con.sql(
                 f"SELECT count(*) FROM (SELECT {select} FROM other_src "
-                f"EXCEPT ALL SELECT {select} FROM product_src)").fetchall()
-            result[spec.name] = {"product_rows": product_rows, "other_rows": other_rows,
-                                 "differing_rows": only_product + only_other}
+                f"EXCEPT ALL SELECT {select} FROM product_src)"
+            ).fetchall()
+            result[spec.name] = {
+                "product_rows": product_rows,
+                "other_rows": other_rows,
+                "differing_rows": only_product + only_other,
+            }
             con.unregister("product_src")
         return result
     finally:
@@ -67,11 +74,15 @@ def differing_sample(lake: Lake, out_dir: str, table: str, limit: int = 5) -> pa
     con = duckdb.connect()
     try:
         con.register("product_src", lake.dataset(lake.table_uri("gold", table)))
-        con.execute(f"CREATE VIEW other_src AS SELECT * FROM "
-                    f"read_parquet('{_parquet_glob(out_dir, table)}')")
+        con.execute(
+            f"CREATE VIEW other_src AS SELECT * FROM "
+            f"read_parquet('{_parquet_glob(out_dir, table)}')"
+        )
         columns = con.sql("DESCRIBE product_src").fetchall()
         select = ", ".join(_normalised(name, dtype) for name, dtype, *_ in columns)
-        return con.sql(f"SELECT {select} FROM product_src EXCEPT ALL "
-                       f"SELECT {select} FROM other_src LIMIT {limit}").to_arrow_table()
+        return con.sql(
+            f"SELECT {select} FROM product_src EXCEPT ALL "
+            f"SELECT {select} FROM other_src LIMIT {limit}"
+        ).to_arrow_table()
     finally:
         con.close()

@@ -23,29 +23,45 @@ def tick(defs, name: str, instance, cursor: str | None = None):
     import dagster as dg
 
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                 resources=defs.resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
         return sensor.evaluate_tick(context)
 
 
 def launch(defs, instance, request, job: str, as_of: str) -> None:
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, asset_selection=request.asset_selection, tags=request.tags,
-        run_config={"resources": {"reporting_date": {"config": {"as_of": as_of}}},
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        instance=instance,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+        run_config={
+            "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+    )
     if not result.success:
         raise SystemExit(f"{job} failed in the incremental run")
 
 
 def new_claim(lake, service_date: str) -> dict:
     """A valid claim for an existing customer, policy, pet and provider of silver."""
-    parent = lake.read(lake.table_uri("silver", "fact_claims"),
-                       "SELECT customer_id, policy_id, pet_id, provider_id FROM t "
-                       "ORDER BY claim_id LIMIT 1").to_pylist()[0]
-    return {"claim_id": NEW_CLAIM_ID, "claim_number": "N-BENCH", **parent,
-            "claim_type": "Illness", "claim_category": "Diagnostics",
-            "service_date": service_date, "claim_amount": "123.45", "paid_amount": "100.00",
-            "status": "Paid", "processing_days": "3", "updated_at": f"{service_date}T12:00:00"}
+    parent = lake.read(
+        lake.table_uri("silver", "fact_claims"),
+        "SELECT customer_id, policy_id, pet_id, provider_id FROM t ORDER BY claim_id LIMIT 1",
+    ).to_pylist()[0]
+    return {
+        "claim_id": NEW_CLAIM_ID,
+        "claim_number": "N-BENCH",
+        **parent,
+        "claim_type": "Illness",
+        "claim_category": "Diagnostics",
+        "service_date": service_date,
+        "claim_amount": "123.45",
+        "paid_amount": "100.00",
+        "status": "Paid",
+        "processing_days": "3",
+        "updated_at": f"{service_date}T12:00:00",
+    }
 
 
 def measure(lake_root: str, as_of: str, home: str) -> dict:
@@ -68,8 +84,9 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     previous_version = client.status()["version"] if client.snapshot() else None
 
     start = time.perf_counter()
-    Path(lake_root, "raw", "claims", f"{NEW_CLAIM_ID}_{as_of.replace('-', '')}_120000_000000.json"
-         ).write_text(json.dumps(claim))
+    Path(
+        lake_root, "raw", "claims", f"{NEW_CLAIM_ID}_{as_of.replace('-', '')}_120000_000000.json"
+    ).write_text(json.dumps(claim))
 
     def timed(stage: str, work):
         mark = time.perf_counter()
@@ -80,14 +97,19 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     raw = timed("raw sensor tick", lambda: tick(defs, "raw_files_sensor", instance, raw.cursor))
     if not raw.run_requests:
         raise SystemExit("the raw sensor requested no run for the new claim file")
-    timed("refresh run (bronze to exports)",
-          lambda: launch(defs, instance, raw.run_requests[0], "refresh_all", as_of))
-    exports = timed("exports sensor tick",
-                    lambda: tick(defs, "exports_sensor", instance, exports.cursor))
+    timed(
+        "refresh run (bronze to exports)",
+        lambda: launch(defs, instance, raw.run_requests[0], "refresh_all", as_of),
+    )
+    exports = timed(
+        "exports sensor tick", lambda: tick(defs, "exports_sensor", instance, exports.cursor)
+    )
     if not exports.run_requests:
         raise SystemExit("the exports sensor requested no snapshot after the refresh")
-    timed("snapshot run",
-          lambda: launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of))
+    timed(
+        "snapshot run",
+        lambda: launch(defs, instance, exports.run_requests[0], "publish_api_snapshot", as_of),
+    )
 
     def read_new_claim() -> None:
         claims = client.snapshot().tables["claims_analytics"].column("claim_id").to_pylist()
@@ -106,6 +128,7 @@ def main() -> None:
     from bench.probe import measure_main
 
     measure_main(measure, __doc__.split("\n")[0], "the DAGSTER_HOME of the full refresh")
+
 
 if __name__ == "__main__":
     from petinsure_assets.entry_point import run_and_exit

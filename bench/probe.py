@@ -86,8 +86,10 @@ def step_windows(instance, run_ids: list[str]) -> list[tuple[str, float, float]]
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 steps[event.step_key] = [record.timestamp, record.timestamp]
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS,
-                                      dg.DagsterEventType.STEP_FAILURE):
+            elif event.event_type in (
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            ):
                 steps[event.step_key][1] = record.timestamp
     return sorted(((k, s, e) for k, (s, e) in steps.items()), key=lambda x: x[1])
 
@@ -120,7 +122,9 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     if not summary.success:
         raise SystemExit("refresh failed:\n" + summary.render())
 
-    layers = {name: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_bytes": 0, "steps": 0} for name in LAYERS}
+    layers = {
+        name: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_bytes": 0, "steps": 0} for name in LAYERS
+    }
     for step, start, end in windows:
         cpu, peak = sampler.window(start, end)
         figures = layers[layer_of(step)]
@@ -135,14 +139,21 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     in_steps = sum(f["wall_s"] for f in layers.values())
     return {
         "success": summary.success,
-        "total": {"wall_s": total_wall, "cpu_s": total_cpu,
-                  "peak_rss_bytes": max(s[2] for s in sampler.samples)},
-        "startup": {"wall_s": first_step - PROCESS_STARTED, "cpu_s": startup_cpu,
-                    "peak_rss_bytes": startup_peak},
+        "total": {
+            "wall_s": total_wall,
+            "cpu_s": total_cpu,
+            "peak_rss_bytes": max(s[2] for s in sampler.samples),
+        },
+        "startup": {
+            "wall_s": first_step - PROCESS_STARTED,
+            "cpu_s": startup_cpu,
+            "peak_rss_bytes": startup_peak,
+        },
         "other": {"wall_s": total_wall - in_steps - (first_step - PROCESS_STARTED)},
         "layers": layers,
-        "steps": [{"step": k, "wall_s": e - s, "cpu_s": sampler.window(s, e)[0]}
-                  for k, s, e in windows],
+        "steps": [
+            {"step": k, "wall_s": e - s, "cpu_s": sampler.window(s, e)[0]} for k, s, e in windows
+        ],
         "rows": summary.rows,
         "snapshot_version": summary.snapshot_version,
     }
@@ -162,8 +173,9 @@ def measure_main(measure, description: str, home_help: str) -> None:
 
 
 def main() -> None:
-    measure_main(measure, __doc__.split("\n")[0],
-                 "an initialised DAGSTER_HOME with no runs (see init_home)")
+    measure_main(
+        measure, __doc__.split("\n")[0], "an initialised DAGSTER_HOME with no runs (see init_home)"
+    )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,15 @@ DEFAULT_REPORT = ROOT / "docs" / "performance.md"
 AS_OF = "2026-01-31"  # the demo data runs to January 2026 (README)
 SEED = 42
 BASELINES = ("pandas", "spark")
-BASELINE_MODULES = {"pandas": "bench.baselines.pandas_notebooks",
-                    "spark": "bench.baselines.spark_local"}
+BASELINE_MODULES = {
+    "pandas": "bench.baselines.pandas_notebooks",
+    "spark": "bench.baselines.spark_local",
+}
 BASELINE_NAMES = {"pandas": "pandas (notebook style)", "spark": "Spark local[2] (same SQL)"}
 LAYER_OUTPUTS = {  # rows a layer writes, from the refresh summary's row counts
-    "bronze": ("bronze.",), "silver": ("silver.",), "gold": ("gold.",),
+    "bronze": ("bronze.",),
+    "silver": ("silver.",),
+    "gold": ("gold.",),
 }
 GiB = 2**30
 TOP_STEPS = 8
@@ -80,8 +84,14 @@ def run_measured(args: list[str], *, timeout: float | None = None) -> dict:
     whole process tree (sampled every 50 ms)."""
     before = os.times()
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     peak = 0
     tree_cpu: dict[int, float] = {}  # last CPU seconds seen per process of the tree (a JVM too)
     output: list[str] = []
@@ -111,10 +121,20 @@ def run_measured(args: list[str], *, timeout: float | None = None) -> dict:
     after = os.times()
     # Reaped children count in os.times(); a grandchild that its parent did not wait for (Spark's
     # JVM) only in the samples, so the larger of the two.
-    cpu = max((after.children_user - before.children_user)
-              + (after.children_system - before.children_system), sum(tree_cpu.values()))
-    return {"returncode": proc.returncode, "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
-            "timed_out": timed_out, "cpu_whole_tree": True, "output": "".join(output)[-4000:]}
+    cpu = max(
+        (after.children_user - before.children_user)
+        + (after.children_system - before.children_system),
+        sum(tree_cpu.values()),
+    )
+    return {
+        "returncode": proc.returncode,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_bytes": peak,
+        "timed_out": timed_out,
+        "cpu_whole_tree": True,
+        "output": "".join(output)[-4000:],
+    }
 
 
 # ---- the steps ------------------------------------------------------------------------------------
@@ -164,8 +184,21 @@ def full_refresh(lake: Path, work: Path) -> dict:
 
     out = work / "probe.json"
     init_home(str(work / "dagster_home"))  # not timed: what the first `make demo` leaves behind
-    measured = run_measured([python(), "-m", "bench.probe", "--lake", str(lake), "--as-of", AS_OF,
-                             "--out", str(out), "--dagster-home", str(work / "dagster_home")])
+    measured = run_measured(
+        [
+            python(),
+            "-m",
+            "bench.probe",
+            "--lake",
+            str(lake),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--dagster-home",
+            str(work / "dagster_home"),
+        ]
+    )
     if measured["returncode"] != 0:
         raise SystemExit(f"the full refresh failed:\n{measured['output']}")
     probe = json.loads(out.read_text())
@@ -181,9 +214,23 @@ def baseline(name: str, lake: Path, work: Path, timeout: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     log(f"baseline {name}")
-    measured = run_measured([python(), "-m", BASELINE_MODULES[name], "--lake", str(lake),
-                             "--as-of", AS_OF, "--out", str(out)], timeout=timeout)
-    result = {k: measured[k] for k in ("wall_s", "cpu_s", "peak_rss_bytes", "timed_out", "cpu_whole_tree")}
+    measured = run_measured(
+        [
+            python(),
+            "-m",
+            BASELINE_MODULES[name],
+            "--lake",
+            str(lake),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+        ],
+        timeout=timeout,
+    )
+    result = {
+        k: measured[k] for k in ("wall_s", "cpu_s", "peak_rss_bytes", "timed_out", "cpu_whole_tree")
+    }
     if measured["timed_out"]:
         result["status"] = f"did not finish within {timeout:.0f} s"
     elif measured["returncode"] != 0:
@@ -192,8 +239,11 @@ def baseline(name: str, lake: Path, work: Path, timeout: float) -> dict:
     else:
         comparison = compare_gold(Lake(root=str(lake)), str(out))
         result["comparison"] = comparison
-        differing = {t: c for t, c in comparison.items()
-                     if c["differing_rows"] or c["product_rows"] != c["other_rows"]}
+        differing = {
+            t: c
+            for t, c in comparison.items()
+            if c["differing_rows"] or c["product_rows"] != c["other_rows"]
+        }
         result["status"] = "same gold" if not differing else f"DIFFERENT gold: {differing}"
     shutil.rmtree(out, ignore_errors=True)
     log(f"baseline {name}: {result['status']}, {result['wall_s']:.1f} s")
@@ -215,15 +265,30 @@ def client_timings(lake: Path) -> dict:
         start = time.perf_counter()
         client.snapshot()
         warms.append(time.perf_counter() - start)
-    return {"cold_load_s": statistics.median(colds), "warm_read_s": statistics.median(warms),
-            "warm_read_p99_s": sorted(warms)[989]}
+    return {
+        "cold_load_s": statistics.median(colds),
+        "warm_read_s": statistics.median(warms),
+        "warm_read_p99_s": sorted(warms)[989],
+    }
 
 
 def incremental(lake: Path, work: Path) -> dict:
     out = work / "incremental.json"
-    measured = run_measured([python(), "-m", "bench.incremental", "--lake", str(lake),
-                             "--as-of", AS_OF, "--out", str(out),
-                             "--dagster-home", str(work / "dagster_home")])
+    measured = run_measured(
+        [
+            python(),
+            "-m",
+            "bench.incremental",
+            "--lake",
+            str(lake),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--dagster-home",
+            str(work / "dagster_home"),
+        ]
+    )
     if measured["returncode"] != 0:
         raise SystemExit(f"the incremental run failed:\n{measured['output']}")
     return json.loads(out.read_text())
@@ -267,9 +332,14 @@ def machine() -> dict:
             versions[package] = version(package)
         except Exception:
             versions[package] = "not installed"
-    return {"cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
-            "cpu": model or platform.processor(), "system": platform.platform(),
-            "python": platform.python_version(), "versions": versions}
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "cpu": model or platform.processor(),
+        "system": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
 
 
 # ---- figures, targets and the report --------------------------------------------------------------
@@ -277,8 +347,10 @@ def machine() -> dict:
 
 def layer_rows(result: dict) -> dict[str, int]:
     rows = result["refresh"]["rows"]
-    out = {layer: sum(n for k, n in rows.items() if k.startswith(prefixes))
-           for layer, prefixes in LAYER_OUTPUTS.items()}
+    out = {
+        layer: sum(n for k, n in rows.items() if k.startswith(prefixes))
+        for layer, prefixes in LAYER_OUTPUTS.items()
+    }
     out["exports"] = out["gold"]
     out["snapshot"] = out["gold"]
     return out
@@ -287,9 +359,13 @@ def layer_rows(result: dict) -> dict[str, int]:
 def product_silver_gold_s(result: dict) -> float:
     """The product's time for what the baselines compute: the silver and gold table steps (their
     checks excluded; the baselines check nothing)."""
-    return sum(s["wall_s"] for s in result["refresh"]["steps"]
-               if s["step"].startswith(("silver", "gold__")) and not s["step"].endswith("_checks")
-               and not s["step"].startswith(("gold__exports__", "gold__api_snapshot")))
+    return sum(
+        s["wall_s"]
+        for s in result["refresh"]["steps"]
+        if s["step"].startswith(("silver", "gold__"))
+        and not s["step"].endswith("_checks")
+        and not s["step"].startswith(("gold__exports__", "gold__api_snapshot"))
+    )
 
 
 def speedup(result: dict, name: str) -> float | None:
@@ -314,8 +390,20 @@ def targets(results: dict[int, dict]) -> list[tuple[str, str, bool | None]]:
     r10m = results.get(10_000_000)
     if r10m:
         wall, peak = r10m["refresh"]["total"]["wall_s"], r10m["refresh"]["total"]["peak_rss_bytes"]
-        out.append(("10M claims full refresh raw -> snapshot < 90 s", f"{wall:.1f} s", wall < TARGET_10M_WALL_S))
-        out.append(("10M claims peak memory < 8 GiB", f"{peak / GiB:.2f} GiB", peak < TARGET_10M_PEAK_BYTES))
+        out.append(
+            (
+                "10M claims full refresh raw -> snapshot < 90 s",
+                f"{wall:.1f} s",
+                wall < TARGET_10M_WALL_S,
+            )
+        )
+        out.append(
+            (
+                "10M claims peak memory < 8 GiB",
+                f"{peak / GiB:.2f} GiB",
+                peak < TARGET_10M_PEAK_BYTES,
+            )
+        )
     else:
         out.append(("10M claims full refresh < 90 s, peak < 8 GiB", "not measured", None))
     for claims in sorted(c for c in results if c >= 1_000_000):
@@ -323,23 +411,48 @@ def targets(results: dict[int, dict]) -> list[tuple[str, str, bool | None]]:
             b = results[claims]["baselines"].get(name)
             s = speedup(results[claims], name)
             figure = speedup_text(results[claims], name) or (b["status"] if b else "not run")
-            out.append((f"{claims:,} claims: >= {target:.0f}x faster than {BASELINE_NAMES[name]}",
-                        figure, None if s is None else s >= target))
+            out.append(
+                (
+                    f"{claims:,} claims: >= {target:.0f}x faster than {BASELINE_NAMES[name]}",
+                    figure,
+                    None if s is None else s >= target,
+                )
+            )
     r15k = results.get(15_000)
     if r15k:
         wall = r15k["refresh"]["total"]["wall_s"]
-        out.append(("15,000 claims full refresh incl. Dagster start-up < 10 s", f"{wall:.1f} s",
-                    wall < TARGET_15K_WALL_S))
+        out.append(
+            (
+                "15,000 claims full refresh incl. Dagster start-up < 10 s",
+                f"{wall:.1f} s",
+                wall < TARGET_15K_WALL_S,
+            )
+        )
         c = r15k["client"]
-        out.append(("snapshot client warm read < 1 ms (15,000 claims)",
-                    f"{c['warm_read_s'] * 1e6:.1f} us", c["warm_read_s"] < TARGET_WARM_READ_S))
-        out.append(("snapshot client cold load < 200 ms (15,000 claims)",
-                    f"{c['cold_load_s'] * 1e3:.0f} ms", c["cold_load_s"] < TARGET_COLD_LOAD_S))
+        out.append(
+            (
+                "snapshot client warm read < 1 ms (15,000 claims)",
+                f"{c['warm_read_s'] * 1e6:.1f} us",
+                c["warm_read_s"] < TARGET_WARM_READ_S,
+            )
+        )
+        out.append(
+            (
+                "snapshot client cold load < 200 ms (15,000 claims)",
+                f"{c['cold_load_s'] * 1e3:.0f} ms",
+                c["cold_load_s"] < TARGET_COLD_LOAD_S,
+            )
+        )
     r1m = results.get(1_000_000)
     if r1m:
         t = r1m["incremental"]["total_s"]
-        out.append(("1M claims: one new claim file -> new snapshot < 10 s", f"{t:.1f} s",
-                    t < TARGET_INCREMENTAL_S))
+        out.append(
+            (
+                "1M claims: one new claim file -> new snapshot < 10 s",
+                f"{t:.1f} s",
+                t < TARGET_INCREMENTAL_S,
+            )
+        )
     return out
 
 
@@ -358,8 +471,11 @@ def render(results: dict[int, dict]) -> str:
         "",
         f"Machine: {first['cores']} cores ({first['cpu']}), {first['memory_bytes'] / GiB:.0f} GiB memory, "
         f"{first['system']}, Python {first['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + ".",
-        "Measured: " + ", ".join(f"{c:,} claims on {results[c]['measured_at']}" for c in sizes) + ".",
+        + ", ".join(f"{k} {v}" for k, v in first["versions"].items())
+        + ".",
+        "Measured: "
+        + ", ".join(f"{c:,} claims on {results[c]['measured_at']}" for c in sizes)
+        + ".",
         "",
         "## Targets",
         "",
@@ -367,10 +483,16 @@ def render(results: dict[int, dict]) -> str:
         "|---|---:|---|",
     ]
     lines += [f"| {t} | {f} | {_mark(m)} |" for t, f, m in targets(results)]
-    lines += ["", "How the incremental path (one new claim file -> new snapshot) grows with the lake: "
-              + ", ".join(f"{results[c]['incremental']['total_s']:.1f} s at {c:,} claims"
-                          f" (full refresh {results[c]['refresh']['total']['wall_s']:.1f} s)"
-                          for c in sizes) + "."]
+    lines += [
+        "",
+        "How the incremental path (one new claim file -> new snapshot) grows with the lake: "
+        + ", ".join(
+            f"{results[c]['incremental']['total_s']:.1f} s at {c:,} claims"
+            f" (full refresh {results[c]['refresh']['total']['wall_s']:.1f} s)"
+            for c in sizes
+        )
+        + ".",
+    ]
     for claims in sizes:
         r = results[claims]
         refresh = r["refresh"]
@@ -383,8 +505,11 @@ def render(results: dict[int, dict]) -> str:
             "Full refresh raw -> snapshot through Dagster (`refresh_all`, then `publish_api_snapshot`, "
             "in-process executor), in a new process, on a SQLite instance whose DAGSTER_HOME was "
             "created beforehand (as the first `make demo` leaves it; not timed). Demo data generation "
-            + (f"took {r['generated_in_s']:.1f} s (not included)." if r["generated_in_s"] else
-               "was reused from an earlier run (not included)."),
+            + (
+                f"took {r['generated_in_s']:.1f} s (not included)."
+                if r["generated_in_s"]
+                else "was reused from an earlier run (not included)."
+            ),
             "",
             "| layer | wall s | of which checks | CPU s | peak memory MiB | rows written | rows/s | size on disk MiB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -392,13 +517,18 @@ def render(results: dict[int, dict]) -> str:
             f"{refresh['startup']['cpu_s']:.2f} | {refresh['startup']['peak_rss_bytes'] / MiB:,.0f} | | | |",
         ]
         for layer, f in refresh["layers"].items():
-            checks = sum(s["wall_s"] for s in refresh["steps"]
-                         if s["step"].endswith("_checks") and _layer(s["step"]) == layer)
+            checks = sum(
+                s["wall_s"]
+                for s in refresh["steps"]
+                if s["step"].endswith("_checks") and _layer(s["step"]) == layer
+            )
             n = rows.get(layer, 0)
             rate = f"{n / f['wall_s']:,.0f}" if f["wall_s"] else ""
-            lines.append(f"| {layer} | {f['wall_s']:.2f} | {checks:.2f} | {f['cpu_s']:.2f} | "
-                         f"{f['peak_rss_bytes'] / MiB:,.0f} | {n:,} | {rate} | "
-                         f"{sizes_b.get(layer, 0) / MiB:,.1f} |")
+            lines.append(
+                f"| {layer} | {f['wall_s']:.2f} | {checks:.2f} | {f['cpu_s']:.2f} | "
+                f"{f['peak_rss_bytes'] / MiB:,.0f} | {n:,} | {rate} | "
+                f"{sizes_b.get(layer, 0) / MiB:,.1f} |"
+            )
         t = refresh["total"]
         lines += [
             f"| run bookkeeping between steps | {refresh['other']['wall_s']:.2f} | | | | | | |",
@@ -423,14 +553,22 @@ def render(results: dict[int, dict]) -> str:
                 lines.append(f"| {BASELINE_NAMES[name]} | not run | | | | | |")
                 continue
             s = speedup_text(r, name)
-            cpu = f"{b['cpu_s']:.2f}" + ("" if b.get("cpu_whole_tree") else " (Python process only)")
+            cpu = f"{b['cpu_s']:.2f}" + (
+                "" if b.get("cpu_whole_tree") else " (Python process only)"
+            )
             lines.append(
                 f"| {BASELINE_NAMES[name]} | {b['wall_s']:.2f} | {cpu} | "
                 f"{b['peak_rss_bytes'] / MiB:,.0f} | {b['status']} | "
-                + (f"{ours / b['wall_s']:.3f} | {s} |" if s is not None else " | |"))
+                + (f"{ours / b['wall_s']:.3f} | {s} |" if s is not None else " | |")
+            )
         top = sorted(refresh["steps"], key=lambda s: -s["wall_s"])[:TOP_STEPS]
-        lines += ["", f"**Where the time goes** (the {TOP_STEPS} longest of {len(refresh['steps'])} steps):", "",
-                  "| step | wall s | CPU s |", "|---|---:|---:|"]
+        lines += [
+            "",
+            f"**Where the time goes** (the {TOP_STEPS} longest of {len(refresh['steps'])} steps):",
+            "",
+            "| step | wall s | CPU s |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| `{s['step']}` | {s['wall_s']:.2f} | {s.get('cpu_s', 0):.2f} |" for s in top]
         c, inc = r["client"], r["incremental"]
         lines += [
@@ -441,7 +579,8 @@ def render(results: dict[int, dict]) -> str:
             "",
             f"**Incremental**: one new claim file -> new snapshot in {inc['total_s']:.2f} s of pipeline time "
             "(sensor polling interval excluded): "
-            + "; ".join(f"{k} {v:.2f} s" for k, v in inc["stages"].items()) + ".",
+            + "; ".join(f"{k} {v:.2f} s" for k, v in inc["stages"].items())
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 
@@ -454,19 +593,31 @@ def _layer(step: str) -> str:
 
 def load_results(work: Path) -> dict[int, dict]:
     folder = work / "results"
-    return {int(p.stem): json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} \
-        if folder.exists() else {}
+    return (
+        {int(p.stem): json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        if folder.exists()
+        else {}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--claims", type=int, nargs="+", default=[15_000, 1_000_000, 10_000_000])
-    parser.add_argument("--baselines", nargs="+", default=list(BASELINES),
-                        choices=[*BASELINES, "none"])
-    parser.add_argument("--baseline-timeout", type=float, default=3600,
-                        help="seconds a baseline may take before it is stopped (default 3600)")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
-                        help=f"lakes and results (default {DEFAULT_WORK})")
+    parser.add_argument(
+        "--baselines", nargs="+", default=list(BASELINES), choices=[*BASELINES, "none"]
+    )
+    parser.add_argument(
+        "--baseline-timeout",
+        type=float,
+        default=3600,
+        help="seconds a baseline may take before it is stopped (default 3600)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        help=f"lakes and results (default {DEFAULT_WORK})",
+    )
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     args = parser.parse_args(argv)
     baselines = [b for b in args.baselines if b != "none"]

@@ -70,7 +70,8 @@ def _with_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
         freshness_policy=freshness_policy(freshness_layer(spec.key, spec.group_name)),
         automation_condition=GATED_EAGER if follows_parents else spec.automation_condition,
         metadata={**spec.metadata, "dagster/column_schema": column_schema(schema)}
-        if schema is not None else spec.metadata,
+        if schema is not None
+        else spec.metadata,
     )
 
 
@@ -117,7 +118,9 @@ def raw_listings(lake) -> dict[str, list[tuple[str, int, int]]]:
     """Per entity with files, its raw files' names, sizes and modification times."""
     listings = {}
     for entity in contracts.ENTITIES:
-        listing = [(f.source_file, f.size_bytes, f.modified_ns) for f in list_raw_files(lake, entity)]
+        listing = [
+            (f.source_file, f.size_bytes, f.modified_ns) for f in list_raw_files(lake, entity)
+        ]
         if listing:
             listings[entity.name] = listing
     return listings
@@ -133,8 +136,11 @@ def already_ingested(lake, listings: dict[str, list[tuple[str, int, int]]]) -> s
     done = set()
     for name, listing in listings.items():
         ledger = read_ledger(lake, contracts.BY_NAME[name])
-        if all(path in ledger and (ledger[path]["size_bytes"], ledger[path]["modified_ns"])
-               == (size, modified) for path, size, modified in listing):
+        if all(
+            path in ledger
+            and (ledger[path]["size_bytes"], ledger[path]["modified_ns"]) == (size, modified)
+            for path, size, modified in listing
+        ):
             done.add(name)
     return done
 
@@ -161,18 +167,29 @@ def raw_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     if not changed:
         return dg.SensorResult(
             skip_reason=f"no new or changed files among the {files} files in raw/",
-            cursor=json.dumps(digests, sort_keys=True))
+            cursor=json.dumps(digests, sort_keys=True),
+        )
     bronze = [dg.AssetKey(["bronze", contracts.BY_NAME[e].bronze_table]) for e in changed]
     # Silver is one multi-asset (rebuilt whole from all of bronze), hence the neighbors.
-    selection = (dg.AssetSelection.assets(*bronze).downstream().required_multi_asset_neighbors()
-                 - dg.AssetSelection.assets(API_SNAPSHOT_KEY))
+    selection = dg.AssetSelection.assets(
+        *bronze
+    ).downstream().required_multi_asset_neighbors() - dg.AssetSelection.assets(API_SNAPSHOT_KEY)
     keys = selection.resolve(context.repository_def.asset_graph)
-    run_key = "raw-" + hashlib.sha256(
-        json.dumps({e: digests[e] for e in changed}, sort_keys=True).encode()).hexdigest()[:16]
+    run_key = (
+        "raw-"
+        + hashlib.sha256(
+            json.dumps({e: digests[e] for e in changed}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+    )
     context.log.info(f"new or changed files for {', '.join(changed)}: requesting run {run_key}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key, asset_selection=sorted(keys),
-                                    tags={"petinsure/trigger": "raw_files", "petinsure/entities": ",".join(changed)})],
+        run_requests=[
+            dg.RunRequest(
+                run_key=run_key,
+                asset_selection=sorted(keys),
+                tags={"petinsure/trigger": "raw_files", "petinsure/entities": ",".join(changed)},
+            )
+        ],
         cursor=json.dumps(digests, sort_keys=True),
     )
 
@@ -183,6 +200,8 @@ EXPORT_KEYS = [dg.AssetKey(["gold", "exports", t.name]) for t in GOLD_TABLES]
 def _unchanged(record) -> bool:
     flag = record.asset_materialization.metadata.get("unchanged")
     return flag is not None and flag.value is True
+
+
 SETTLE_SECONDS = 60
 
 
@@ -207,15 +226,22 @@ def exports_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("no export materialized since the last snapshot")
     newest = max(newer, key=lambda r: r.storage_id)
     if all(_unchanged(r) for r in newer):  # a refresh with nothing new: nothing to publish
-        return dg.SensorResult(skip_reason="the exports materialized since the last snapshot "
-                               "are unchanged", cursor=str(newest.storage_id))
+        return dg.SensorResult(
+            skip_reason="the exports materialized since the last snapshot are unchanged",
+            cursor=str(newest.storage_id),
+        )
     settled = time.time() - newest.timestamp >= SETTLE_SECONDS
     if len(newer) < len(EXPORT_KEYS) and not settled:
-        return dg.SkipReason(f"{len(newer)} of {len(EXPORT_KEYS)} exports rewritten; waiting for "
-                             f"the rest or {SETTLE_SECONDS} s")
+        return dg.SkipReason(
+            f"{len(newer)} of {len(EXPORT_KEYS)} exports rewritten; waiting for "
+            f"the rest or {SETTLE_SECONDS} s"
+        )
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"snapshot-{newest.storage_id}",
-                                    tags={"petinsure/trigger": "exports"})],
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"snapshot-{newest.storage_id}", tags={"petinsure/trigger": "exports"}
+            )
+        ],
         cursor=str(newest.storage_id),
     )
 
@@ -257,8 +283,16 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alert_webhook: Ale
     message = f"run {run.run_id} of {run.job_name} failed: {context.failure_event.message}"
     if failed:
         message += f"; failed blocking checks: {_describe(failed)}"
-    alert_webhook.send(context, {"kind": "run_failure", "run_id": run.run_id, "job": run.job_name,
-                                 "message": message, "failed_checks": failed})
+    alert_webhook.send(
+        context,
+        {
+            "kind": "run_failure",
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "message": message,
+            "failed_checks": failed,
+        },
+    )
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -42,8 +42,13 @@ def _blob_url(account: str, endpoint: str) -> str:
     return endpoint.rstrip("/") if endpoint else f"https://{account}.blob.core.windows.net"
 
 
-def azure_lake(account: str, credential: Credential, *, endpoint: str = "",
-               containers: dict[str, str] | None = None) -> Lake:
+def azure_lake(
+    account: str,
+    credential: Credential,
+    *,
+    endpoint: str = "",
+    containers: dict[str, str] | None = None,
+) -> Lake:
     """A Lake in `account`, one container per layer (default: the layer's name)."""
     from azure.storage.blob import BlobServiceClient, LinearRetry
 
@@ -63,10 +68,14 @@ def azure_lake(account: str, credential: Credential, *, endpoint: str = "",
         from azure.identity import ClientSecretCredential
 
         register_secret(credential.client_secret)
-        options.update(client_id=credential.client_id, client_secret=credential.client_secret,
-                       tenant_id=credential.tenant_id)
-        blob_credential = ClientSecretCredential(credential.tenant_id, credential.client_id,
-                                                 credential.client_secret)
+        options.update(
+            client_id=credential.client_id,
+            client_secret=credential.client_secret,
+            tenant_id=credential.tenant_id,
+        )
+        blob_credential = ClientSecretCredential(
+            credential.tenant_id, credential.client_id, credential.client_secret
+        )
     else:  # DefaultAzureCredential: managed identity, workload identity, az login, ...
         from azure.identity import DefaultAzureCredential
 
@@ -78,12 +87,20 @@ def azure_lake(account: str, credential: Credential, *, endpoint: str = "",
         options["endpoint"] = endpoint.rstrip("/")
         if urlparse(endpoint).scheme == "http":
             options["allow_http"] = "true"
-    service = BlobServiceClient(_blob_url(account, endpoint), credential=blob_credential,
-                                connection_timeout=CONNECT_TIMEOUT_SECONDS,
-                                retry_policy=LinearRetry(backoff=SDK_RETRY_BACKOFF_SECONDS,
-                                                         random_jitter_range=0, retry_total=1))
-    return Lake(root=f"az://{account}", storage_options=options,
-                files=AzureFiles(service, account, containers), containers=containers)
+    service = BlobServiceClient(
+        _blob_url(account, endpoint),
+        credential=blob_credential,
+        connection_timeout=CONNECT_TIMEOUT_SECONDS,
+        retry_policy=LinearRetry(
+            backoff=SDK_RETRY_BACKOFF_SECONDS, random_jitter_range=0, retry_total=1
+        ),
+    )
+    return Lake(
+        root=f"az://{account}",
+        storage_options=options,
+        files=AzureFiles(service, account, containers),
+        containers=containers,
+    )
 
 
 def _code(e: Exception) -> str | None:
@@ -110,22 +127,27 @@ def verify(lake: Lake) -> None:
             raise LakeConfigError(
                 f"container '{container}' (the {layer} layer) does not exist in storage account "
                 f"'{files.account}': create it, or name the right one in "
-                f"AZURE_{layer.upper()}_CONTAINER") from None
+                f"AZURE_{layer.upper()}_CONTAINER"
+            ) from None
         except ClientAuthenticationError as e:
             raise LakeConfigError(
                 f"storage account '{files.account}' refused the credential "
                 f"({_code(e) or 'authentication failed'}) for container "
-                f"'{container}': check the key, SAS token or service principal") from None
+                f"'{container}': check the key, SAS token or service principal"
+            ) from None
         except HttpResponseError as e:
             if e.status_code in (401, 403):
                 raise LakeConfigError(
                     f"storage account '{files.account}' refused the credential "
                     f"({_code(e) or e.status_code}) for container '{container}': check the "
-                    f"key, SAS token or service principal and its permissions") from None
+                    f"key, SAS token or service principal and its permissions"
+                ) from None
             raise LakeConfigError(
                 f"storage account '{files.account}' answered HTTP {e.status_code} "
-                f"({_code(e)}) for container '{container}'") from None
+                f"({_code(e)}) for container '{container}'"
+            ) from None
         except ServiceRequestError:
             raise LakeConfigError(
                 f"cannot reach the blob endpoint of storage account '{files.account}' "
-                f"({urlparse(files.service.url).netloc})") from None
+                f"({urlparse(files.service.url).netloc})"
+            ) from None

@@ -1,6 +1,5 @@
 """Bronze: one append-only Delta table per entity, fed from the raw landing zone exactly once."""
 
-
 import dagster as dg
 
 from petinsure_assets import contracts
@@ -18,8 +17,12 @@ def raw_source(entity: contracts.Entity) -> dg.AssetSpec:
         kinds={"json" if entity.batch_format == "jsonl" else "csv", "json"},
         owners=[OWNER],
         description=f"Landing zone raw/{entity.name}/: the batch file {entity.batch_file}"
-        + (f" and real-time {entity.realtime_prefix}-…_<YYYYMMDD>_<HHMMSS>_<ffffff>.json files"
-           if entity.realtime_prefix else "") + " (written by the ingestion API and batch loads).",
+        + (
+            f" and real-time {entity.realtime_prefix}-…_<YYYYMMDD>_<HHMMSS>_<ffffff>.json files"
+            if entity.realtime_prefix
+            else ""
+        )
+        + " (written by the ingestion API and batch loads).",
     )
 
 
@@ -32,7 +35,11 @@ def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=(
             f"Raw {entity.name} from raw/{entity.name}/ ({entity.batch_file}"
-            + (f" and real-time {entity.realtime_prefix}-*.json files" if entity.realtime_prefix else "")
+            + (
+                f" and real-time {entity.realtime_prefix}-*.json files"
+                if entity.realtime_prefix
+                else ""
+            )
             + "), every column as text plus ingestion metadata; append-only, each file once."
         ),
         metadata={"dagster/column_schema": column_schema(bronze_schema(entity))},

@@ -83,12 +83,20 @@ def primary_key(*cols: str) -> list[Check]:
     key = ", ".join(cols)
     label = "_".join(cols)
     return [
-        Check(f"{label}_not_null", f"{key}: never null",
-              f"SELECT {key} FROM t WHERE " + " OR ".join(f"{c} IS NULL" for c in cols),
-              kind="not_null", column=cols[0]),
-        Check(f"{label}_unique", f"{key}: unique",
-              f"SELECT {key}, count(*) AS copies FROM t GROUP BY ALL HAVING count(*) > 1",
-              kind="unique", column=cols[0]),
+        Check(
+            f"{label}_not_null",
+            f"{key}: never null",
+            f"SELECT {key} FROM t WHERE " + " OR ".join(f"{c} IS NULL" for c in cols),
+            kind="not_null",
+            column=cols[0],
+        ),
+        Check(
+            f"{label}_unique",
+            f"{key}: unique",
+            f"SELECT {key}, count(*) AS copies FROM t GROUP BY ALL HAVING count(*) > 1",
+            kind="unique",
+            column=cols[0],
+        ),
     ]
 
 
@@ -123,17 +131,24 @@ def in_range(col: str, key: str, low: float | None = None, high: float | None = 
         conditions.append(f"{col} < {low}")
     if high is not None:
         conditions.append(f"{col} > {high}")
-    bounds = " and ".join(
-        [f">= {low}"] * (low is not None) + [f"<= {high}"] * (high is not None))
-    return Check(f"{col}_range", f"{col} {bounds} (nulls allowed)",
-                 f"SELECT {key}, {col} FROM t WHERE " + " OR ".join(conditions),
-                 kind="range", column=col)
+    bounds = " and ".join([f">= {low}"] * (low is not None) + [f"<= {high}"] * (high is not None))
+    return Check(
+        f"{col}_range",
+        f"{col} {bounds} (nulls allowed)",
+        f"SELECT {key}, {col} FROM t WHERE " + " OR ".join(conditions),
+        kind="range",
+        column=col,
+    )
 
 
 def matches(col: str, pattern: str, key: str, what: str) -> Check:
-    return Check(f"{col}_format", f"{col} is {what} (or null)",
-                 f"SELECT {key}, {col} FROM t WHERE NOT regexp_full_match({col}, '{pattern}')",
-                 kind="format", column=col)
+    return Check(
+        f"{col}_format",
+        f"{col} is {what} (or null)",
+        f"SELECT {key}, {col} FROM t WHERE NOT regexp_full_match({col}, '{pattern}')",
+        kind="format",
+        column=col,
+    )
 
 
 def _name(table: str) -> str:
@@ -147,8 +162,15 @@ EMAIL = r"[a-z0-9._%+\-]+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}"
 STATE = r"[A-Z]{2}"
 ZIP = r"[0-9]{5}"
 # The hard rules of docs/rules.md, in the order they apply (first match wins).
-QUARANTINE_REASONS = ("malformed_record", "missing_key", "bad_date", "bad_value",
-                      "negative_amount", "overpaid", "orphan_fk")
+QUARANTINE_REASONS = (
+    "malformed_record",
+    "missing_key",
+    "bad_date",
+    "bad_value",
+    "negative_amount",
+    "overpaid",
+    "orphan_fk",
+)
 
 
 def quality_score(key: str) -> Check:
@@ -190,8 +212,10 @@ def _total_equals(name: str, description: str, gold_sql: str, silver_sql: str) -
 
 SILVER_CLAIMS_COUNT = "SELECT count(*) AS total FROM silver_fact_claims"
 SILVER_CLAIMED = "SELECT coalesce(sum(claim_amount), 0) AS total FROM silver_fact_claims"
-SILVER_PAID = ("SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
-               " AS total FROM silver_fact_claims")
+SILVER_PAID = (
+    "SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
+    " AS total FROM silver_fact_claims"
+)
 
 
 def _every_customer_present() -> Check:
@@ -248,17 +272,25 @@ TABLE_CHECKS: dict[str, list[Check]] = {
         accepted_values("claim_type", contracts.CLAIM_TYPES, "claim_id", nullable=True),
         in_range("claim_amount", "claim_id", low=0),
         in_range("paid_amount", "claim_id", low=0),
-        Check("paid_not_above_claimed", "paid_amount <= claim_amount",
-              "SELECT claim_id, paid_amount, claim_amount FROM t WHERE paid_amount > claim_amount",
-              kind="paid_not_above_claimed", column="paid_amount"),
+        Check(
+            "paid_not_above_claimed",
+            "paid_amount <= claim_amount",
+            "SELECT claim_id, paid_amount, claim_amount FROM t WHERE paid_amount > claim_amount",
+            kind="paid_not_above_claimed",
+            column="paid_amount",
+        ),
         quality_score("claim_id"),
     ],
     "silver/quarantine": [
         accepted_values("reason", QUARANTINE_REASONS, "entity, source_file, source_line"),
-        Check("lineage_not_null", "entity, source_file and source_line are never null",
-              "SELECT entity, source_file, source_line FROM t "
-              "WHERE entity IS NULL OR source_file IS NULL OR source_line IS NULL",
-              kind="not_null", column="source_file"),
+        Check(
+            "lineage_not_null",
+            "entity, source_file and source_line are never null",
+            "SELECT entity, source_file, source_line FROM t "
+            "WHERE entity IS NULL OR source_file IS NULL OR source_line IS NULL",
+            kind="not_null",
+            column="source_file",
+        ),
         _bronze_reconciles(contracts.CUSTOMERS, "dim_customers"),
         _bronze_reconciles(contracts.PROVIDERS, "dim_providers"),
         _bronze_reconciles(contracts.PETS, "dim_pets"),
@@ -272,12 +304,24 @@ TABLE_CHECKS: dict[str, list[Check]] = {
         accepted_values("risk_category", thresholds.RISK_CATEGORIES, "customer_id"),
         in_range("loss_ratio", "customer_id", low=0),
         in_range("premium_earned", "customer_id", low=0),
-        _total_equals("claims_count_equals_silver", "sum of total_claims = silver claims",
-                      "SELECT sum(total_claims) AS total FROM t", SILVER_CLAIMS_COUNT),
-        _total_equals("claimed_equals_silver", "sum of total_claimed = silver claimed",
-                      "SELECT sum(total_claimed) AS total FROM t", SILVER_CLAIMED),
-        _total_equals("paid_equals_silver", "sum of total_paid = silver paid (approved claims)",
-                      "SELECT sum(total_paid) AS total FROM t", SILVER_PAID),
+        _total_equals(
+            "claims_count_equals_silver",
+            "sum of total_claims = silver claims",
+            "SELECT sum(total_claims) AS total FROM t",
+            SILVER_CLAIMS_COUNT,
+        ),
+        _total_equals(
+            "claimed_equals_silver",
+            "sum of total_claimed = silver claimed",
+            "SELECT sum(total_claimed) AS total FROM t",
+            SILVER_CLAIMED,
+        ),
+        _total_equals(
+            "paid_equals_silver",
+            "sum of total_paid = silver paid (approved claims)",
+            "SELECT sum(total_paid) AS total FROM t",
+            SILVER_PAID,
+        ),
     ],
     "gold/risk_scoring": [
         *primary_key("customer_id"),
@@ -290,47 +334,87 @@ TABLE_CHECKS: dict[str, list[Check]] = {
         *primary_key("claim_id"),
         in_range("claim_amount", "claim_id", low=0),
         in_range("reimbursement_rate", "claim_id", 0, 1),
-        _total_equals("claims_count_equals_silver", "row count = silver claims",
-                      "SELECT count(*) AS total FROM t", SILVER_CLAIMS_COUNT),
-        _total_equals("claimed_equals_silver", "sum of claim_amount = silver claimed",
-                      "SELECT coalesce(sum(claim_amount), 0) AS total FROM t", SILVER_CLAIMED),
-        _total_equals("paid_equals_silver", "sum of paid on approved claims = silver paid",
-                      "SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
-                      " AS total FROM t", SILVER_PAID),
+        _total_equals(
+            "claims_count_equals_silver",
+            "row count = silver claims",
+            "SELECT count(*) AS total FROM t",
+            SILVER_CLAIMS_COUNT,
+        ),
+        _total_equals(
+            "claimed_equals_silver",
+            "sum of claim_amount = silver claimed",
+            "SELECT coalesce(sum(claim_amount), 0) AS total FROM t",
+            SILVER_CLAIMED,
+        ),
+        _total_equals(
+            "paid_equals_silver",
+            "sum of paid on approved claims = silver paid",
+            "SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
+            " AS total FROM t",
+            SILVER_PAID,
+        ),
     ],
     "gold/monthly_kpis": [
         *primary_key("year_month"),
-        Check("no_missing_month", "every month between the first and the last is present",
-              "SELECT strftime(m, '%Y-%m') AS missing_month FROM (SELECT unnest(generate_series("
-              "min(strptime(year_month, '%Y-%m')), max(strptime(year_month, '%Y-%m')), "
-              "INTERVAL 1 MONTH)) AS m FROM t) WHERE strftime(m, '%Y-%m') NOT IN "
-              "(SELECT year_month FROM t)", kind="no_missing_month", column="year_month"),
+        Check(
+            "no_missing_month",
+            "every month between the first and the last is present",
+            "SELECT strftime(m, '%Y-%m') AS missing_month FROM (SELECT unnest(generate_series("
+            "min(strptime(year_month, '%Y-%m')), max(strptime(year_month, '%Y-%m')), "
+            "INTERVAL 1 MONTH)) AS m FROM t) WHERE strftime(m, '%Y-%m') NOT IN "
+            "(SELECT year_month FROM t)",
+            kind="no_missing_month",
+            column="year_month",
+        ),
         in_range("approval_rate", "year_month", 0, 1),
         in_range("loss_ratio", "year_month", low=0),
         in_range("total_claims", "year_month", low=0),
-        _total_equals("claims_count_equals_silver", "sum of total_claims = silver claims",
-                      "SELECT sum(total_claims) AS total FROM t", SILVER_CLAIMS_COUNT),
-        _total_equals("claimed_equals_silver", "sum of total_claimed = silver claimed",
-                      "SELECT coalesce(sum(total_claimed), 0) AS total FROM t", SILVER_CLAIMED),
-        _total_equals("paid_equals_silver", "sum of total_paid = silver paid (approved claims)",
-                      "SELECT coalesce(sum(total_paid), 0) AS total FROM t", SILVER_PAID),
+        _total_equals(
+            "claims_count_equals_silver",
+            "sum of total_claims = silver claims",
+            "SELECT sum(total_claims) AS total FROM t",
+            SILVER_CLAIMS_COUNT,
+        ),
+        _total_equals(
+            "claimed_equals_silver",
+            "sum of total_claimed = silver claimed",
+            "SELECT coalesce(sum(total_claimed), 0) AS total FROM t",
+            SILVER_CLAIMED,
+        ),
+        _total_equals(
+            "paid_equals_silver",
+            "sum of total_paid = silver paid (approved claims)",
+            "SELECT coalesce(sum(total_paid), 0) AS total FROM t",
+            SILVER_PAID,
+        ),
     ],
     "gold/provider_performance": [
         *primary_key("provider_id"),
-        Check("every_silver_provider_present", "every provider of silver/dim_providers has a row",
-              "SELECT p.provider_id FROM silver_dim_providers p "
-              "WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.provider_id = p.provider_id)",
-              uses=("silver/dim_providers",), kind="every_present", column="provider_id"),
+        Check(
+            "every_silver_provider_present",
+            "every provider of silver/dim_providers has a row",
+            "SELECT p.provider_id FROM silver_dim_providers p "
+            "WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.provider_id = p.provider_id)",
+            uses=("silver/dim_providers",),
+            kind="every_present",
+            column="provider_id",
+        ),
         in_range("approval_rate", "provider_id", 0, 1),
         in_range("total_claimed", "provider_id", low=0),
-        _total_equals("claims_count_equals_silver", "sum of total_claims = silver claims",
-                      "SELECT sum(total_claims) AS total FROM t", SILVER_CLAIMS_COUNT),
+        _total_equals(
+            "claims_count_equals_silver",
+            "sum of total_claims = silver claims",
+            "SELECT sum(total_claims) AS total FROM t",
+            SILVER_CLAIMS_COUNT,
+        ),
     ],
     "gold/cross_sell_recommendations": [
         *primary_key("customer_id", "recommendation"),
         foreign_key("customer_id", "silver/dim_customers", key="recommendation"),
         accepted_values("recommendation", thresholds.CROSS_SELL_RECOMMENDATIONS, "customer_id"),
-        accepted_values("priority", thresholds.CROSS_SELL_PRIORITIES, "customer_id, recommendation"),
+        accepted_values(
+            "priority", thresholds.CROSS_SELL_PRIORITIES, "customer_id, recommendation"
+        ),
         in_range("estimated_revenue", "customer_id, recommendation", low=0),
     ],
 }
@@ -362,8 +446,9 @@ def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
         con.close()
 
 
-def record_history(lake: Lake, table: str, version: int, outcomes: list[Outcome],
-                   run_id: str) -> int:
+def record_history(
+    lake: Lake, table: str, version: int, outcomes: list[Outcome], run_id: str
+) -> int:
     """Append the outcomes of checks not yet recorded for this version of `table`; returns how
     many rows were appended (0: no commit)."""
     uri = lake.table_uri("gold", CHECK_HISTORY_TABLE)
@@ -372,18 +457,29 @@ def record_history(lake: Lake, table: str, version: int, outcomes: list[Outcome]
         con = duckdb.connect()
         try:
             lake.register(con, "history", uri)
-            recorded = {name for (name,) in con.execute(
-                "SELECT DISTINCT check_name FROM history WHERE asset_key = $table "
-                "AND delta_version = $version", {"table": table, "version": version}).fetchall()}
+            recorded = {
+                name
+                for (name,) in con.execute(
+                    "SELECT DISTINCT check_name FROM history WHERE asset_key = $table "
+                    "AND delta_version = $version",
+                    {"table": table, "version": version},
+                ).fetchall()
+            }
         finally:
             con.close()
     now = datetime.now(UTC)
     rows = [
         {
-            "check_name": o.check.name, "asset_key": table, "passed": o.passed,
-            "severity": "ERROR" if o.check.blocking else "WARN", "blocking": o.check.blocking,
-            "failing_rows": o.failing_rows, "description": o.check.description,
-            "run_id": run_id, "evaluated_at": now, "delta_version": version,
+            "check_name": o.check.name,
+            "asset_key": table,
+            "passed": o.passed,
+            "severity": "ERROR" if o.check.blocking else "WARN",
+            "blocking": o.check.blocking,
+            "failing_rows": o.failing_rows,
+            "description": o.check.description,
+            "run_id": run_id,
+            "evaluated_at": now,
+            "delta_version": version,
         }
         for o in outcomes
         if o.check.name not in recorded
@@ -401,7 +497,9 @@ def result(table: str, outcome: Outcome) -> dg.AssetCheckResult:
         asset_key=dg.AssetKey(table.split("/")),
         check_name=outcome.check.name,
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR if outcome.check.blocking else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR
+        if outcome.check.blocking
+        else dg.AssetCheckSeverity.WARN,
         metadata=metadata,
         description=outcome.check.description,
     )
@@ -411,7 +509,10 @@ def _table_checks(table: str, checks: list[Check]) -> dg.AssetChecksDefinition:
     key = dg.AssetKey(table.split("/"))
     specs = [
         dg.AssetCheckSpec(
-            c.name, asset=key, description=c.description, blocking=c.blocking,
+            c.name,
+            asset=key,
+            description=c.description,
+            blocking=c.blocking,
             additional_deps=[dg.AssetKey(u.split("/")) for u in c.uses if u != table],
         )
         for c in checks
@@ -426,8 +527,10 @@ def _table_checks(table: str, checks: list[Check]) -> dg.AssetChecksDefinition:
         outcomes = evaluate(the_lake, table, [c for c in checks if c.name in selected])
         record_history(the_lake, table, version, outcomes, context.run.run_id)
         failed = [o.check.name for o in outcomes if not o.passed]
-        context.log.info(f"{table}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
-                         + (f"; failed: {', '.join(failed)}" if failed else ""))
+        context.log.info(
+            f"{table}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
         for outcome in outcomes:
             yield result(table, outcome)
 

@@ -37,10 +37,28 @@ DEFAULT_DEMO_SEED = 42
 EXIT_LAKE_BUSY = 75  # EX_TEMPFAIL: another writer holds the lake; try again later
 SUMMARY_TABLES = (
     [("bronze", e.bronze_table) for e in contracts.ENTITIES]
-    + [("silver", t) for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
-                               "fact_claims", "quarantine")]
-    + [("gold", t) for t in ("customer_360_view", "risk_scoring", "claims_analytics",
-                             "monthly_kpis", "provider_performance", "cross_sell_recommendations")]
+    + [
+        ("silver", t)
+        for t in (
+            "dim_customers",
+            "dim_pets",
+            "dim_policies",
+            "dim_providers",
+            "fact_claims",
+            "quarantine",
+        )
+    ]
+    + [
+        ("gold", t)
+        for t in (
+            "customer_360_view",
+            "risk_scoring",
+            "claims_analytics",
+            "monthly_kpis",
+            "provider_performance",
+            "cross_sell_recommendations",
+        )
+    ]
 )
 
 
@@ -74,8 +92,11 @@ class RefreshSummary:
         def version(name: str) -> str:
             if name not in self.versions:
                 return ""
-            return (f"  version {self.versions[name]}" if name in self.written
-                    else f"  unchanged since version {self.versions[name]}")
+            return (
+                f"  version {self.versions[name]}"
+                if name in self.written
+                else f"  unchanged since version {self.versions[name]}"
+            )
 
         lines += [f"  {name:<42} {n:>12,} rows{version(name)}" for name, n in self.rows.items()]
         if self.quarantined:
@@ -83,8 +104,10 @@ class RefreshSummary:
             lines += [f"    {reason:<40} {n:>12,}" for reason, n in self.quarantined.items()]
         if self.snapshot_version:
             lines.append(f"  API snapshot: gold/snapshots/v/{self.snapshot_version}")
-        lines.append(f"  wall time {self.wall_seconds:.1f} s, peak memory {self.peak_rss_mib:,.0f} MiB, "
-                     f"lake {self.lake_bytes / 2**20:,.1f} MiB")
+        lines.append(
+            f"  wall time {self.wall_seconds:.1f} s, peak memory {self.peak_rss_mib:,.0f} MiB, "
+            f"lake {self.lake_bytes / 2**20:,.1f} MiB"
+        )
         if self.files:
             lines.append("  raw files needing a look (bronze/_file_ledger):")
             lines += [f"    {f}" for f in self.files]
@@ -149,14 +172,16 @@ def run_refresh(
     start = time.perf_counter()
     results = []
     for job_name in ("refresh_all", "publish_api_snapshot") if snapshot else ("refresh_all",):
-        results.append(defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance,
-            run_config={
-                "resources": {"reporting_date": {"config": {"as_of": as_of}}},
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-            raise_on_error=False,
-        ))
+        results.append(
+            defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance,
+                run_config={
+                    "resources": {"reporting_date": {"config": {"as_of": as_of}}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
+                raise_on_error=False,
+            )
+        )
         if not results[-1].success:
             break
     summary = RefreshSummary(
@@ -188,8 +213,11 @@ def delta_versions(lake: Lake) -> dict[str, int]:
     """The current version of every Delta table of the lake, as {"layer.table": version}."""
     from petinsure_assets.maintenance import DELTA_TABLES
 
-    return {f"{layer}.{table}": lake.delta_table(lake.table_uri(layer, table)).version()
-            for layer, table in DELTA_TABLES if lake.exists(lake.table_uri(layer, table))}
+    return {
+        f"{layer}.{table}": lake.delta_table(lake.table_uri(layer, table)).version()
+        for layer, table in DELTA_TABLES
+        if lake.exists(lake.table_uri(layer, table))
+    }
 
 
 def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
@@ -204,15 +232,20 @@ def _describe_lake(lake: Lake, summary: RefreshSummary) -> None:
         summary.quarantined = _quarantine_counts(lake, quarantine)
     ledger = lake.table_uri("bronze", LEDGER_TABLE)
     if lake.exists(ledger):
-        rows = lake.read(ledger, "SELECT source_file || ': ' || status || ': ' || error AS line "
-                         f"FROM t WHERE batch_id = '{summary.run_id}' AND error IS NOT NULL "
-                         "ORDER BY source_file")
+        rows = lake.read(
+            ledger,
+            "SELECT source_file || ': ' || status || ': ' || error AS line "
+            f"FROM t WHERE batch_id = '{summary.run_id}' AND error IS NOT NULL "
+            "ORDER BY source_file",
+        )
         summary.files = rows.column("line").to_pylist()
     summary.lake_bytes = lake.files.total_bytes()
 
 
 def _quarantine_counts(lake: Lake, uri: str) -> dict[str, int]:
-    rows = lake.read(uri, "SELECT entity || '.' || reason AS k, count(*) AS n FROM t GROUP BY 1 ORDER BY 1")
+    rows = lake.read(
+        uri, "SELECT entity || '.' || reason AS k, count(*) AS n FROM t GROUP BY 1 ORDER BY 1"
+    )
     return dict(zip(rows.column("k").to_pylist(), rows.column("n").to_pylist()))
 
 
@@ -233,8 +266,10 @@ def build_demo_snapshot() -> str:
             raise RuntimeError(summary.render())
         source = snapshot_root(lake)
         shutil.rmtree(DEMO_SNAPSHOT_DIR, ignore_errors=True)
-        shutil.copytree(source / "v" / summary.snapshot_version,
-                        DEMO_SNAPSHOT_DIR / "v" / summary.snapshot_version)
+        shutil.copytree(
+            source / "v" / summary.snapshot_version,
+            DEMO_SNAPSHOT_DIR / "v" / summary.snapshot_version,
+        )
         shutil.copy(source / "latest.json", DEMO_SNAPSHOT_DIR / "latest.json")
         return summary.snapshot_version
 
@@ -251,26 +286,49 @@ def _as_of_date(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="petinsure", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="petinsure", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    refresh = sub.add_parser("refresh", help="generate demo data if raw/ is empty, then run refresh_all")
+    refresh = sub.add_parser(
+        "refresh", help="generate demo data if raw/ is empty, then run refresh_all"
+    )
     generate = sub.add_parser("generate", help="write the demo raw landing zone")
     for p in (refresh, generate):
-        p.add_argument("--lake", default=None,
-                       help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT}; "
-                       "with AZURE_STORAGE_ACCOUNT set and no --lake, the Azure account)")
+        p.add_argument(
+            "--lake",
+            default=None,
+            help=f"lake root folder (default ${LAKE_ROOT_ENV} or {DEFAULT_LAKE_ROOT}; "
+            "with AZURE_STORAGE_ACCOUNT set and no --lake, the Azure account)",
+        )
         # None = not given: a refresh on a raw zone that holds data says it ignores them.
-        p.add_argument("--claims", type=int, default=None,
-                       help=f"demo data size in claims (default {DEFAULT_DEMO_CLAIMS:,})")
-        p.add_argument("--seed", type=int, default=None, help=f"demo data seed (default {DEFAULT_DEMO_SEED})")
-    refresh.add_argument("--as-of", default="", type=_as_of_date,
-                         help="gold as-of date YYYY-MM-DD (default today UTC)")
-    refresh.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
-                         help="how long to wait while another writer holds the lake (default "
-                         f"${LOCK_WAIT_ENV} or 600); then exit {EXIT_LAKE_BUSY}. 0: refuse at once")
+        p.add_argument(
+            "--claims",
+            type=int,
+            default=None,
+            help=f"demo data size in claims (default {DEFAULT_DEMO_CLAIMS:,})",
+        )
+        p.add_argument(
+            "--seed", type=int, default=None, help=f"demo data seed (default {DEFAULT_DEMO_SEED})"
+        )
+    refresh.add_argument(
+        "--as-of",
+        default="",
+        type=_as_of_date,
+        help="gold as-of date YYYY-MM-DD (default today UTC)",
+    )
+    refresh.add_argument(
+        "--lock-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait while another writer holds the lake (default "
+        f"${LOCK_WAIT_ENV} or 600); then exit {EXIT_LAKE_BUSY}. 0: refuse at once",
+    )
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
-    api = sub.add_parser("api", help="serve the reference API over the snapshots (see reference_api)")
+    api = sub.add_parser(
+        "api", help="serve the reference API over the snapshots (see reference_api)"
+    )
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--uds", default=None, help="listen on this Unix socket instead of host:port")
@@ -306,15 +364,23 @@ def main(argv: list[str] | None = None) -> int:
             if raw_zone_is_empty(lake):
                 generate_into(lake, claims, seed)
             else:
-                ignored = " ".join(f"--{name} {value}" for name, value in
-                                   (("claims", args.claims), ("seed", args.seed)) if value is not None)
+                ignored = " ".join(
+                    f"--{name} {value}"
+                    for name, value in (("claims", args.claims), ("seed", args.seed))
+                    if value is not None
+                )
                 if ignored:
-                    print(f"petinsure: {lake.layer('raw')} already holds data; {ignored} ignored, the "
-                          "lake is refreshed as it is. To generate new demo data, pass --lake <new "
-                          "folder> or delete the lake first (`make clean` deletes ./lake).",
-                          file=sys.stderr)
-            summary = run_refresh(args.lake and os.path.abspath(args.lake), as_of=args.as_of,
-                                  instance=dagster_instance())
+                    print(
+                        f"petinsure: {lake.layer('raw')} already holds data; {ignored} ignored, the "
+                        "lake is refreshed as it is. To generate new demo data, pass --lake <new "
+                        "folder> or delete the lake first (`make clean` deletes ./lake).",
+                        file=sys.stderr,
+                    )
+            summary = run_refresh(
+                args.lake and os.path.abspath(args.lake),
+                as_of=args.as_of,
+                instance=dagster_instance(),
+            )
     except LakeBusyError as e:
         print(f"petinsure: {e}", file=sys.stderr)
         return EXIT_LAKE_BUSY

@@ -19,8 +19,9 @@ def build_definitions(lake_root: str | None = None) -> dg.Definitions:
     """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
     relax_sqlite_durability()  # every process that runs our steps loads these definitions
     return dg.Definitions(
-        assets=apply_policies([*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets,
-                               api_snapshot]),
+        assets=apply_policies(
+            [*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets, api_snapshot]
+        ),
         asset_checks=asset_checks,
         jobs=[*jobs, maintain_lake],
         schedules=[*schedules, weekly_maintenance],

@@ -171,83 +171,339 @@ _GHOST_KEY_BASE = 98_000_000  # own keys of orphan rows
 # --------------------------------------------------------------------------------------------
 
 FIRST_NAMES = (
-    "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "William",
-    "Elizabeth", "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Charles", "Karen", "Christopher", "Lisa", "Daniel", "Nancy", "Matthew", "Betty", "Anthony",
-    "Margaret", "Mark", "Sandra", "Donald", "Ashley", "Steven", "Kimberly", "Paul", "Emily",
-    "Andrew", "Donna", "Joshua", "Michelle", "Kevin", "Carol", "Brian", "Amanda", "George",
-    "Melissa", "Timothy", "Deborah", "Ronald", "Stephanie", "Jason", "Rebecca", "Ryan", "Laura",
-    "Jacob", "Sharon", "Luis", "Maria", "Wei", "Priya", "Aisha", "Mateo", "Sofia", "Noah",
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Christopher",
+    "Lisa",
+    "Daniel",
+    "Nancy",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Margaret",
+    "Mark",
+    "Sandra",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Paul",
+    "Emily",
+    "Andrew",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kevin",
+    "Carol",
+    "Brian",
+    "Amanda",
+    "George",
+    "Melissa",
+    "Timothy",
+    "Deborah",
+    "Ronald",
+    "Stephanie",
+    "Jason",
+    "Rebecca",
+    "Ryan",
+    "Laura",
+    "Jacob",
+    "Sharon",
+    "Luis",
+    "Maria",
+    "Wei",
+    "Priya",
+    "Aisha",
+    "Mateo",
+    "Sofia",
+    "Noah",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
-    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
-    "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall",
-    "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "O'Brien", "O'Connor", "Patel", "Kim",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "O'Brien",
+    "O'Connor",
+    "Patel",
+    "Kim",
     "Chen",
 )
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com")
 STREETS = (
-    "Main", "Oak", "Maple", "Cedar", "Pine", "Elm", "Washington", "Lake", "Hill", "Park",
-    "Sunset", "Highland", "Church", "Spring", "Ridge", "Meadow", "Forest", "River", "Willow",
-    "Lincoln", "Jefferson", "Madison", "Franklin", "Cherry", "Walnut",
+    "Main",
+    "Oak",
+    "Maple",
+    "Cedar",
+    "Pine",
+    "Elm",
+    "Washington",
+    "Lake",
+    "Hill",
+    "Park",
+    "Sunset",
+    "Highland",
+    "Church",
+    "Spring",
+    "Ridge",
+    "Meadow",
+    "Forest",
+    "River",
+    "Willow",
+    "Lincoln",
+    "Jefferson",
+    "Madison",
+    "Franklin",
+    "Cherry",
+    "Walnut",
 )
 STREET_SUFFIXES = ("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Way", "Pl")
 # (city, state, first three zip digits)
 CITIES = (
-    ("New York", "NY", "100"), ("Brooklyn", "NY", "112"), ("Buffalo", "NY", "142"),
-    ("Los Angeles", "CA", "900"), ("San Diego", "CA", "921"), ("San Francisco", "CA", "941"),
-    ("Sacramento", "CA", "958"), ("San Jose", "CA", "951"), ("Chicago", "IL", "606"),
-    ("Springfield", "IL", "627"), ("Houston", "TX", "770"), ("Dallas", "TX", "752"),
-    ("Austin", "TX", "787"), ("San Antonio", "TX", "782"), ("Phoenix", "AZ", "850"),
-    ("Tucson", "AZ", "857"), ("Philadelphia", "PA", "191"), ("Pittsburgh", "PA", "152"),
-    ("Jacksonville", "FL", "322"), ("Miami", "FL", "331"), ("Tampa", "FL", "336"),
-    ("Orlando", "FL", "328"), ("Columbus", "OH", "432"), ("Cleveland", "OH", "441"),
-    ("Charlotte", "NC", "282"), ("Raleigh", "NC", "276"), ("Indianapolis", "IN", "462"),
-    ("Seattle", "WA", "981"), ("Spokane", "WA", "992"), ("Denver", "CO", "802"),
-    ("Boston", "MA", "021"), ("Nashville", "TN", "372"), ("Memphis", "TN", "381"),
-    ("Portland", "OR", "972"), ("Las Vegas", "NV", "891"), ("Detroit", "MI", "482"),
-    ("Atlanta", "GA", "303"), ("Minneapolis", "MN", "554"), ("Kansas City", "MO", "641"),
-    ("St. Louis", "MO", "631"), ("Baltimore", "MD", "212"), ("Milwaukee", "WI", "532"),
-    ("Albuquerque", "NM", "871"), ("Salt Lake City", "UT", "841"), ("Newark", "NJ", "071"),
-    ("Richmond", "VA", "232"), ("New Orleans", "LA", "701"), ("Omaha", "NE", "681"),
-    ("Boise", "ID", "837"), ("Hartford", "CT", "061"),
+    ("New York", "NY", "100"),
+    ("Brooklyn", "NY", "112"),
+    ("Buffalo", "NY", "142"),
+    ("Los Angeles", "CA", "900"),
+    ("San Diego", "CA", "921"),
+    ("San Francisco", "CA", "941"),
+    ("Sacramento", "CA", "958"),
+    ("San Jose", "CA", "951"),
+    ("Chicago", "IL", "606"),
+    ("Springfield", "IL", "627"),
+    ("Houston", "TX", "770"),
+    ("Dallas", "TX", "752"),
+    ("Austin", "TX", "787"),
+    ("San Antonio", "TX", "782"),
+    ("Phoenix", "AZ", "850"),
+    ("Tucson", "AZ", "857"),
+    ("Philadelphia", "PA", "191"),
+    ("Pittsburgh", "PA", "152"),
+    ("Jacksonville", "FL", "322"),
+    ("Miami", "FL", "331"),
+    ("Tampa", "FL", "336"),
+    ("Orlando", "FL", "328"),
+    ("Columbus", "OH", "432"),
+    ("Cleveland", "OH", "441"),
+    ("Charlotte", "NC", "282"),
+    ("Raleigh", "NC", "276"),
+    ("Indianapolis", "IN", "462"),
+    ("Seattle", "WA", "981"),
+    ("Spokane", "WA", "992"),
+    ("Denver", "CO", "802"),
+    ("Boston", "MA", "021"),
+    ("Nashville", "TN", "372"),
+    ("Memphis", "TN", "381"),
+    ("Portland", "OR", "972"),
+    ("Las Vegas", "NV", "891"),
+    ("Detroit", "MI", "482"),
+    ("Atlanta", "GA", "303"),
+    ("Minneapolis", "MN", "554"),
+    ("Kansas City", "MO", "641"),
+    ("St. Louis", "MO", "631"),
+    ("Baltimore", "MD", "212"),
+    ("Milwaukee", "WI", "532"),
+    ("Albuquerque", "NM", "871"),
+    ("Salt Lake City", "UT", "841"),
+    ("Newark", "NJ", "071"),
+    ("Richmond", "VA", "232"),
+    ("New Orleans", "LA", "701"),
+    ("Omaha", "NE", "681"),
+    ("Boise", "ID", "837"),
+    ("Hartford", "CT", "061"),
 )
 STATE_NAMES = {
-    "NY": "New York", "CA": "California", "IL": "Illinois", "TX": "Texas", "AZ": "Arizona",
-    "PA": "Pennsylvania", "FL": "Florida", "OH": "Ohio", "NC": "North Carolina", "IN": "Indiana",
-    "WA": "Washington", "CO": "Colorado", "MA": "Massachusetts", "TN": "Tennessee",
-    "OR": "Oregon", "NV": "Nevada", "MI": "Michigan", "GA": "Georgia", "MN": "Minnesota",
-    "MO": "Missouri", "MD": "Maryland", "WI": "Wisconsin", "NM": "New Mexico", "UT": "Utah",
-    "NJ": "New Jersey", "VA": "Virginia", "LA": "Louisiana", "NE": "Nebraska", "ID": "Idaho",
+    "NY": "New York",
+    "CA": "California",
+    "IL": "Illinois",
+    "TX": "Texas",
+    "AZ": "Arizona",
+    "PA": "Pennsylvania",
+    "FL": "Florida",
+    "OH": "Ohio",
+    "NC": "North Carolina",
+    "IN": "Indiana",
+    "WA": "Washington",
+    "CO": "Colorado",
+    "MA": "Massachusetts",
+    "TN": "Tennessee",
+    "OR": "Oregon",
+    "NV": "Nevada",
+    "MI": "Michigan",
+    "GA": "Georgia",
+    "MN": "Minnesota",
+    "MO": "Missouri",
+    "MD": "Maryland",
+    "WI": "Wisconsin",
+    "NM": "New Mexico",
+    "UT": "Utah",
+    "NJ": "New Jersey",
+    "VA": "Virginia",
+    "LA": "Louisiana",
+    "NE": "Nebraska",
+    "ID": "Idaho",
     "CT": "Connecticut",
 }
 SEGMENT_WEIGHTS = (0.20, 0.35, 0.15, 0.20, 0.10)  # contracts.SEGMENTS order
 
 PET_NAMES = (
-    "Bella", "Max", "Luna", "Charlie", "Lucy", "Cooper", "Daisy", "Milo", "Bailey", "Rocky",
-    "Sadie", "Buddy", "Molly", "Bear", "Stella", "Tucker", "Maggie", "Duke", "Chloe", "Oliver",
-    "Penny", "Leo", "Zoe", "Jack", "Lily", "Teddy", "Rosie", "Oscar", "Coco", "Winston", "Nala",
-    "Simba", "Ginger", "Toby", "Pepper", "Shadow", "Gizmo", "Mochi", "Biscuit", "Pumpkin", "Kiwi",
-    "Peanut", "Thumper", "Sunny", "Ziggy",
+    "Bella",
+    "Max",
+    "Luna",
+    "Charlie",
+    "Lucy",
+    "Cooper",
+    "Daisy",
+    "Milo",
+    "Bailey",
+    "Rocky",
+    "Sadie",
+    "Buddy",
+    "Molly",
+    "Bear",
+    "Stella",
+    "Tucker",
+    "Maggie",
+    "Duke",
+    "Chloe",
+    "Oliver",
+    "Penny",
+    "Leo",
+    "Zoe",
+    "Jack",
+    "Lily",
+    "Teddy",
+    "Rosie",
+    "Oscar",
+    "Coco",
+    "Winston",
+    "Nala",
+    "Simba",
+    "Ginger",
+    "Toby",
+    "Pepper",
+    "Shadow",
+    "Gizmo",
+    "Mochi",
+    "Biscuit",
+    "Pumpkin",
+    "Kiwi",
+    "Peanut",
+    "Thumper",
+    "Sunny",
+    "Ziggy",
 )
 SPECIES_WEIGHTS = (0.55, 0.35, 0.04, 0.04, 0.02)  # contracts.SPECIES order
 BREEDS = {
-    "Dog": ("Labrador Retriever", "Golden Retriever", "German Shepherd", "French Bulldog",
-            "Bulldog", "Poodle", "Beagle", "Rottweiler", "Dachshund", "Yorkshire Terrier", "Boxer",
-            "Siberian Husky", "Shih Tzu", "Border Collie", "Mixed Breed"),
-    "Cat": ("Domestic Shorthair", "Domestic Longhair", "Maine Coon", "Siamese", "Persian",
-            "Ragdoll", "Bengal", "British Shorthair", "Sphynx", "Mixed Breed"),
+    "Dog": (
+        "Labrador Retriever",
+        "Golden Retriever",
+        "German Shepherd",
+        "French Bulldog",
+        "Bulldog",
+        "Poodle",
+        "Beagle",
+        "Rottweiler",
+        "Dachshund",
+        "Yorkshire Terrier",
+        "Boxer",
+        "Siberian Husky",
+        "Shih Tzu",
+        "Border Collie",
+        "Mixed Breed",
+    ),
+    "Cat": (
+        "Domestic Shorthair",
+        "Domestic Longhair",
+        "Maine Coon",
+        "Siamese",
+        "Persian",
+        "Ragdoll",
+        "Bengal",
+        "British Shorthair",
+        "Sphynx",
+        "Mixed Breed",
+    ),
     "Bird": ("Cockatiel", "Budgerigar", "African Grey", "Lovebird", "Cockatoo"),
     "Rabbit": ("Holland Lop", "Netherland Dwarf", "Mini Rex", "Lionhead", "Flemish Giant"),
     "Other": ("Ferret", "Guinea Pig", "Hamster", "Bearded Dragon", "Chinchilla"),
 }
 VACCINATION_STATUSES = ("Up to Date", "Overdue", "Partial", "Unknown")
 VACCINATION_WEIGHTS = (0.72, 0.15, 0.08, 0.05)
-CONDITIONS = ("None", "Hip Dysplasia", "Diabetes", "Allergies", "Arthritis", "Heart Murmur",
-              "Kidney Disease", "Epilepsy", "Dental Disease")
+CONDITIONS = (
+    "None",
+    "Hip Dysplasia",
+    "Diabetes",
+    "Allergies",
+    "Arthritis",
+    "Heart Murmur",
+    "Kidney Disease",
+    "Epilepsy",
+    "Dental Disease",
+)
 CONDITION_WEIGHTS = (0.85,) + (0.15 / 8,) * 8
 
 PLAN_WEIGHTS = (0.30, 0.35, 0.25, 0.10)  # contracts.PLAN_NAMES order
@@ -269,30 +525,71 @@ CLAIM_CATEGORIES = (  # four per claim type, contracts.CLAIM_TYPES order
 # Medians chosen so that the book runs at a loss ratio near 0.7, as in the source documents.
 CLAIM_TYPE_MEDIAN_AMOUNT = np.array([260.0, 180.0, 50.0, 450.0])
 CLAIM_STATUS_WEIGHTS = (0.12, 0.13, 0.28, 0.15, 0.32)  # contracts.CLAIM_STATUSES order
-DENIAL_REASONS = ("Pre-existing condition", "Not covered under plan", "Waiting period not met",
-                  "Annual limit reached", "Incomplete documentation",
-                  "Policy not active on service date")
+DENIAL_REASONS = (
+    "Pre-existing condition",
+    "Not covered under plan",
+    "Waiting period not met",
+    "Annual limit reached",
+    "Incomplete documentation",
+    "Policy not active on service date",
+)
 
 PROVIDER_TYPES = ("General Practice", "Emergency", "Specialty", "Mobile")
 PROVIDER_TYPE_WEIGHTS = (0.55, 0.15, 0.20, 0.10)
 PROVIDER_PREFIXES = (
-    "Oakwood", "Riverside", "Bayview", "Cedar Grove", "Sunset", "Maple Leaf", "Lakeside",
-    "Hillcrest", "Brookside", "Northgate", "Westside", "Eastgate", "Pinecrest", "Valley", "Harbor",
-    "Summit", "Meadowbrook", "Greenfield", "Willow Creek", "Parkview", "Silver Lake", "Blue Ridge",
-    "Redwood", "Stonebridge", "Fairview", "Clearwater", "Springdale", "Ashford",
+    "Oakwood",
+    "Riverside",
+    "Bayview",
+    "Cedar Grove",
+    "Sunset",
+    "Maple Leaf",
+    "Lakeside",
+    "Hillcrest",
+    "Brookside",
+    "Northgate",
+    "Westside",
+    "Eastgate",
+    "Pinecrest",
+    "Valley",
+    "Harbor",
+    "Summit",
+    "Meadowbrook",
+    "Greenfield",
+    "Willow Creek",
+    "Parkview",
+    "Silver Lake",
+    "Blue Ridge",
+    "Redwood",
+    "Stonebridge",
+    "Fairview",
+    "Clearwater",
+    "Springdale",
+    "Ashford",
 )
 PROVIDER_SUFFIXES = (  # four per provider type
     ("Veterinary Clinic", "Animal Hospital", "Pet Clinic", "Family Vet"),
     ("Emergency Vet", "Animal ER", "Pet Emergency Center", "24/7 Animal Hospital"),
-    ("Veterinary Specialists", "Animal Referral Center", "Veterinary Surgery Center",
-     "Pet Cardiology & Oncology"),
+    (
+        "Veterinary Specialists",
+        "Animal Referral Center",
+        "Veterinary Surgery Center",
+        "Pet Cardiology & Oncology",
+    ),
     ("Mobile Vet", "Vet on Wheels", "House Call Vets", "Mobile Pet Care"),
 )
 PROVIDER_SPECIALTIES = (  # four per provider type
-    ("General Medicine, Vaccination", "Wellness, Dental", "General Medicine, Dermatology",
-     "Wellness, Nutrition"),
-    ("Emergency Care, Critical Care", "Trauma, Surgery", "Emergency Care, Toxicology",
-     "Critical Care"),
+    (
+        "General Medicine, Vaccination",
+        "Wellness, Dental",
+        "General Medicine, Dermatology",
+        "Wellness, Nutrition",
+    ),
+    (
+        "Emergency Care, Critical Care",
+        "Trauma, Surgery",
+        "Emergency Care, Toxicology",
+        "Critical Care",
+    ),
     ("Oncology", "Orthopedic Surgery", "Cardiology, Internal Medicine", "Dermatology, Allergy"),
     ("Wellness, Vaccination", "Hospice Care", "Senior Pet Care, Wellness", "Vaccination"),
 )
@@ -302,39 +599,78 @@ BAD_DATES = ("2025-13-45", "not a date", "2024-02-30", "31/31/2024")
 # Dirt rates per entity and kind (see the module docstring). A rate r over n rows → max(1, r·n).
 RATES: dict[str, dict[str, float]] = {
     "customers": {
-        "us_date": 0.02, "bad_phone": 0.02, "email_upper": 0.01, "bad_email": 0.005,
-        "state_full_name": 0.01, "state_lower": 0.01, "bad_zip": 0.005, "missing_address": 0.01,
-        "missing_phone": 0.005, "duplicate": 0.01, "update": 0.01, "missing_key": 0.003,
+        "us_date": 0.02,
+        "bad_phone": 0.02,
+        "email_upper": 0.01,
+        "bad_email": 0.005,
+        "state_full_name": 0.01,
+        "state_lower": 0.01,
+        "bad_zip": 0.005,
+        "missing_address": 0.01,
+        "missing_phone": 0.005,
+        "duplicate": 0.01,
+        "update": 0.01,
+        "missing_key": 0.003,
         "wrong_field_count": 0.001,
     },
     "pets": {
-        "us_date": 0.02, "missing_breed": 0.01, "missing_microchip_id": 0.03, "bad_weight": 0.003,
-        "case_variant": 0.005, "duplicate": 0.01, "update": 0.01, "missing_key": 0.003,
+        "us_date": 0.02,
+        "missing_breed": 0.01,
+        "missing_microchip_id": 0.03,
+        "bad_weight": 0.003,
+        "case_variant": 0.005,
+        "duplicate": 0.01,
+        "update": 0.01,
+        "missing_key": 0.003,
         "orphan_fk": 0.003,
     },
     "policies": {
-        "us_date": 0.02, "missing_deductible": 0.005, "case_variant": 0.005, "duplicate": 0.01,
-        "update": 0.01, "negative_amount": 0.003, "bad_date": 0.003, "missing_key": 0.003,
+        "us_date": 0.02,
+        "missing_deductible": 0.005,
+        "case_variant": 0.005,
+        "duplicate": 0.01,
+        "update": 0.01,
+        "negative_amount": 0.003,
+        "bad_date": 0.003,
+        "missing_key": 0.003,
         "orphan_fk": 0.003,
     },
     "claims": {
-        "negative_amount": 0.005, "overpaid": 0.005, "us_date": 0.02, "orphan_fk": 0.003,
-        "orphan_provider": 0.002, "missing_key": 0.003, "bad_date": 0.003,
-        "missing_claim_category": 0.005, "case_variant": 0.005, "duplicate": 0.01, "update": 0.01,
+        "negative_amount": 0.005,
+        "overpaid": 0.005,
+        "us_date": 0.02,
+        "orphan_fk": 0.003,
+        "orphan_provider": 0.002,
+        "missing_key": 0.003,
+        "bad_date": 0.003,
+        "missing_claim_category": 0.005,
+        "case_variant": 0.005,
+        "duplicate": 0.01,
+        "update": 0.01,
         "malformed_json": 0.003,
     },
     "providers": {
-        "bad_phone": 0.02, "state_full_name": 0.01, "state_lower": 0.01, "missing_address": 0.01,
-        "bad_rating": 0.01, "duplicate": 0.01, "update": 0.01, "missing_key": 0.005,
+        "bad_phone": 0.02,
+        "state_full_name": 0.01,
+        "state_lower": 0.01,
+        "missing_address": 0.01,
+        "bad_rating": 0.01,
+        "duplicate": 0.01,
+        "update": 0.01,
+        "missing_key": 0.005,
     },
 }
 
 
-
 def _check_vocabularies() -> None:
     """Claims lines are assembled without JSON escaping: prove no claim value could need it."""
-    vocabularies = (contracts.CLAIM_TYPES, contracts.CLAIM_STATUSES, DENIAL_REASONS, BAD_DATES,
-                    tuple(c for group in CLAIM_CATEGORIES for c in group))
+    vocabularies = (
+        contracts.CLAIM_TYPES,
+        contracts.CLAIM_STATUSES,
+        DENIAL_REASONS,
+        BAD_DATES,
+        tuple(c for group in CLAIM_CATEGORIES for c in group),
+    )
     for value in (v for vocabulary in vocabularies for v in vocabulary):
         if json.dumps(value) != f'"{value}"':
             raise AssertionError(f"vocabulary value needs JSON escaping: {value!r}")
@@ -352,9 +688,14 @@ JSON_NUMERIC_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 _QUARANTINE_REASON = {
-    "wrong_field_count": "malformed_record", "malformed_json": "malformed_record",
-    "missing_key": "missing_key", "bad_date": "bad_date", "negative_amount": "negative_amount",
-    "overpaid": "overpaid", "orphan_fk": "orphan_fk", "orphan_provider": "orphan_fk",
+    "wrong_field_count": "malformed_record",
+    "malformed_json": "malformed_record",
+    "missing_key": "missing_key",
+    "bad_date": "bad_date",
+    "negative_amount": "negative_amount",
+    "overpaid": "overpaid",
+    "orphan_fk": "orphan_fk",
+    "orphan_provider": "orphan_fk",
 }
 
 
@@ -411,8 +752,15 @@ class GenerationReport:
 # Vectorised helpers
 # --------------------------------------------------------------------------------------------
 
-_ENTITY_CODES = {"customers": 1, "pets": 2, "policies": 3, "claims": 4, "providers": 5,
-                 "providers_extra": 6, "realtime": 7}
+_ENTITY_CODES = {
+    "customers": 1,
+    "pets": 2,
+    "policies": 3,
+    "claims": 4,
+    "providers": 5,
+    "providers_extra": 6,
+    "realtime": 7,
+}
 _HASH_STREAMS = {"since": 11, "policy": 12, "species": 13, "rt_since": 14}
 _M64 = (1 << 64) - 1
 
@@ -521,8 +869,15 @@ def _ts(seconds: np.ndarray) -> pa.Array:
     """``YYYY-MM-DDTHH:MM:SS`` (the time of day from a cached table of all 86,400 of them)."""
     if not _TIMES_OF_DAY:
         day = np.arange(_DAY)
-        _TIMES_OF_DAY.append(pa.array([f"{h:02d}:{m:02d}:{x:02d}" for h, m, x in
-                                       zip(day // 3600, day // 60 % 60, day % 60)], pa.string()))
+        _TIMES_OF_DAY.append(
+            pa.array(
+                [
+                    f"{h:02d}:{m:02d}:{x:02d}"
+                    for h, m, x in zip(day // 3600, day // 60 % 60, day % 60)
+                ],
+                pa.string(),
+            )
+        )
     s = np.asarray(seconds, np.int64)
     return _cat(_iso(s // _DAY), "T", pc.take(_TIMES_OF_DAY[0], pa.array(s % _DAY)))
 
@@ -560,8 +915,10 @@ def _take_cols(cols: dict[str, pa.Array], pos: np.ndarray) -> dict[str, pa.Array
 
 def _quota(rate: float, start: int, stop: int) -> int:
     """Instances of a kind inside rows [start, stop): cumulative max(1, floor(rate·n))."""
+
     def upto(x: int) -> int:
         return 0 if x <= 0 else max(1, int(rate * x))
+
     return upto(stop) - upto(start)
 
 
@@ -573,8 +930,14 @@ class _Picker:
     """Hands out disjoint random row positions of one chunk (rows [start, stop) of the file): one
     kind of dirt per dirty row, each kind at its rate, counted in `dirt`."""
 
-    def __init__(self, rng: np.random.Generator, m: int, rates: dict[str, float] | None = None,
-                 start: int = 0, stop: int = 0) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        m: int,
+        rates: dict[str, float] | None = None,
+        start: int = 0,
+        stop: int = 0,
+    ) -> None:
         self._order = rng.permutation(m)
         self._free = np.ones(m, dtype=bool)
         self._rates, self._start, self._stop = rates or {}, start, stop
@@ -632,7 +995,9 @@ def _csv_lines(cols: dict[str, pa.Array], columns: Iterable[str], quote: bool = 
     return _cat(*parts)
 
 
-def _json_lines(cols: dict[str, pa.Array], columns: Iterable[str], numeric: frozenset[str]) -> pa.Array:
+def _json_lines(
+    cols: dict[str, pa.Array], columns: Iterable[str], numeric: frozenset[str]
+) -> pa.Array:
     """One JSON object per line, built with string kernels. Values are not escaped: every value is
     digits, dates or a vocabulary entry, and ``_check_vocabularies`` proves none needs escaping."""
     columns = list(columns)
@@ -662,8 +1027,11 @@ def _csv_piece(cols: dict[str, pa.Array], columns: Iterable[str]) -> _Piece:
         return _Piece(_EMPTY, 0)
     sink = pa.BufferOutputStream()
     try:
-        pa_csv.write_csv(pa.Table.from_arrays(arrays, names=columns), sink,
-                         pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        pa_csv.write_csv(
+            pa.Table.from_arrays(arrays, names=columns),
+            sink,
+            pa_csv.WriteOptions(include_header=False, quoting_style="none"),
+        )
     except pa.ArrowInvalid:  # a value holds a comma or a quote
         return _Piece(_csv_lines(cols, columns), len(arrays[0]))
     return _Piece(sink.getvalue(), len(arrays[0]))
@@ -683,9 +1051,10 @@ class _Piece:
             f.write(memoryview(self.data))
             return
         arr = self.data
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1,
-                                offset=arr.offset * 4)
-        f.write(memoryview(arr.buffers()[2])[offsets[0]:offsets[-1]])
+        offsets = np.frombuffer(
+            arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4
+        )
+        f.write(memoryview(arr.buffers()[2])[offsets[0] : offsets[-1]])
 
 
 def _lines(arr: pa.Array) -> _Piece:
@@ -748,10 +1117,20 @@ class _Plan:
         dup = max(1, n // 20) if n >= 3 else 0
         upd = max(1, (3 * n) // 10) if n >= 3 else 0
         new = n - dup - upd
-        return _Plan(seed=seed, claims=claims, customers=customers, pets=pets,
-                     policies=pets - pets // 50, providers=providers,
-                     providers_extra=max(3, providers // 20), rt_files=n, rt_new=new,
-                     rt_dup=dup, rt_upd=upd, late=max(1, new // 2) if new else 0)
+        return _Plan(
+            seed=seed,
+            claims=claims,
+            customers=customers,
+            pets=pets,
+            policies=pets - pets // 50,
+            providers=providers,
+            providers_extra=max(3, providers // 20),
+            rt_files=n,
+            rt_new=new,
+            rt_dup=dup,
+            rt_upd=upd,
+            late=max(1, new // 2) if new else 0,
+        )
 
     @property
     def all_providers(self) -> int:
@@ -768,7 +1147,7 @@ class _Plan:
     def since(self, customers: np.ndarray) -> np.ndarray:
         customers = np.asarray(customers, np.int64)
         u = _hash_u(self.seed, "since", customers)
-        out = _SINCE_LO + np.floor((_SINCE_HI - _SINCE_LO + 1) * u ** 0.6).astype(np.int64)
+        out = _SINCE_LO + np.floor((_SINCE_HI - _SINCE_LO + 1) * u**0.6).astype(np.int64)
         rt = customers >= self.customers
         out[rt] = self.rt_since(customers[rt] - self.customers)
         return out
@@ -809,11 +1188,13 @@ def _draw_phone(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _draw_address(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    return {"street_no": rng.integers(1, 10_000, n),
-            "street": rng.integers(0, len(STREETS), n),
-            "street_suffix": rng.integers(0, len(STREET_SUFFIXES), n),
-            "city": rng.integers(0, len(CITIES), n),
-            "zip_tail": rng.integers(0, 100, n)}
+    return {
+        "street_no": rng.integers(1, 10_000, n),
+        "street": rng.integers(0, len(STREETS), n),
+        "street_suffix": rng.integers(0, len(STREET_SUFFIXES), n),
+        "city": rng.integers(0, len(CITIES), n),
+        "zip_tail": rng.integers(0, 100, n),
+    }
 
 
 def _draw_updated(rng: np.random.Generator, lo_day: np.ndarray, n: int) -> np.ndarray:
@@ -823,7 +1204,9 @@ def _draw_updated(rng: np.random.Generator, lo_day: np.ndarray, n: int) -> np.nd
     return day * _DAY + _random_times(rng, n)
 
 
-def _draw_customers(plan: _Plan, idx: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _draw_customers(
+    plan: _Plan, idx: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     n = len(idx)
     dob = rng.integers(_DOB_LO, _DOB_HI + 1, n)
     segment = _choice(rng, n, SEGMENT_WEIGHTS)
@@ -857,8 +1240,13 @@ def _fmt_phone(phone: np.ndarray) -> pa.Array:
 
 def _fmt_address(fr: dict[str, np.ndarray]) -> dict[str, pa.Array]:
     return {
-        "address": _cat(_str(fr["street_no"]), " ", _take(STREETS, fr["street"]), " ",
-                        _take(STREET_SUFFIXES, fr["street_suffix"])),
+        "address": _cat(
+            _str(fr["street_no"]),
+            " ",
+            _take(STREETS, fr["street"]),
+            " ",
+            _take(STREET_SUFFIXES, fr["street_suffix"]),
+        ),
         "city": _take(_CITY_NAMES, fr["city"]),
         "state": _take(_CITY_STATES, fr["city"]),
         "zip_code": _pad(_CITY_ZIP3[fr["city"]] * 100 + fr["zip_tail"], 5),
@@ -870,8 +1258,14 @@ def _format_customers(fr: dict[str, np.ndarray]) -> dict[str, pa.Array]:
         "customer_id": _ids("CUST", fr["idx"] + 1),
         "first_name": _take(FIRST_NAMES, fr["first"]),
         "last_name": _take(LAST_NAMES, fr["last"]),
-        "email": _cat(_take(_FIRST_EMAIL, fr["first"]), ".", _take(_LAST_EMAIL, fr["last"]),
-                      _str(fr["email_no"]), "@", _take(EMAIL_DOMAINS, fr["domain"])),
+        "email": _cat(
+            _take(_FIRST_EMAIL, fr["first"]),
+            ".",
+            _take(_LAST_EMAIL, fr["last"]),
+            _str(fr["email_no"]),
+            "@",
+            _take(EMAIL_DOMAINS, fr["domain"]),
+        ),
         "phone": _fmt_phone(fr["phone"]),
         **_fmt_address(fr),
         "date_of_birth": _iso(fr["dob"]),
@@ -882,8 +1276,9 @@ def _format_customers(fr: dict[str, np.ndarray]) -> dict[str, pa.Array]:
     }
 
 
-def _update_customers(fr: dict[str, np.ndarray], rng: np.random.Generator,
-                      updated: np.ndarray) -> dict[str, np.ndarray]:
+def _update_customers(
+    fr: dict[str, np.ndarray], rng: np.random.Generator, updated: np.ndarray
+) -> dict[str, np.ndarray]:
     """A later version: the customer moved within their city and changed phone number."""
     n = len(fr["idx"])
     out = dict(fr)
@@ -965,7 +1360,9 @@ def _customers_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     p = take("state_lower")
     cols["state"] = _put(cols["state"], p, pc.utf8_lower(pc.take(cols["state"], pa.array(p))))
     p = take("bad_zip")
-    cols["zip_code"] = _put(cols["zip_code"], p, _bad_zips(pc.take(cols["zip_code"], pa.array(p)), rng))
+    cols["zip_code"] = _put(
+        cols["zip_code"], p, _bad_zips(pc.take(cols["zip_code"], pa.array(p)), rng)
+    )
     cols["address"] = _put(cols["address"], take("missing_address"), "")
     cols["phone"] = _put(cols["phone"], take("missing_phone"), "")
 
@@ -982,7 +1379,9 @@ def _customers_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     pieces = [
         _csv_piece(cols, e.columns),
         _csv_piece(_take_cols(cols, p_dup), e.columns),
-        _csv_piece(_format_customers(_update_customers(upd, rng, _later(rng, upd["updated"]))), e.columns),
+        _csv_piece(
+            _format_customers(_update_customers(upd, rng, _later(rng, upd["updated"]))), e.columns
+        ),
         _csv_piece(keyless, e.columns),
         _lines(_csv_lines(broken, e.columns, quote=False)),
     ]
@@ -1003,10 +1402,12 @@ def _draw_weight_tenths(rng: np.random.Generator, species: np.ndarray) -> np.nda
     n = len(species)
     lbs = np.select(
         [species == 0, species == 1, species == 2, species == 3],
-        [np.clip(np.exp(rng.normal(np.log(45.0), 0.5, n)), 4, 150),
-         np.clip(rng.normal(10.0, 2.5, n), 5, 22),
-         rng.uniform(0.1, 1.8, n),
-         rng.uniform(2.0, 12.0, n)],
+        [
+            np.clip(np.exp(rng.normal(np.log(45.0), 0.5, n)), 4, 150),
+            np.clip(rng.normal(10.0, 2.5, n), 5, 22),
+            rng.uniform(0.1, 1.8, n),
+            rng.uniform(2.0, 12.0, n),
+        ],
         rng.uniform(0.3, 8.0, n),
     )
     return np.maximum(np.round(lbs * 10), 1).astype(np.int64)
@@ -1023,7 +1424,8 @@ def _draw_pets(plan: _Plan, idx: np.ndarray, rng: np.random.Generator) -> dict[s
         "owner": plan.owner(idx),
         "name": rng.integers(0, len(PET_NAMES), n),
         "species": species,
-        "breed": _BREED_OFFSET[species] + np.floor(rng.random(n) * _BREED_COUNT[species]).astype(np.int64),
+        "breed": _BREED_OFFSET[species]
+        + np.floor(rng.random(n) * _BREED_COUNT[species]).astype(np.int64),
         "gender": rng.integers(0, 2, n),
         "dob": dob,
         "weight": _draw_weight_tenths(rng, species),
@@ -1055,8 +1457,9 @@ def _format_pets(fr: dict[str, np.ndarray]) -> dict[str, pa.Array]:
     }
 
 
-def _update_pets(fr: dict[str, np.ndarray], rng: np.random.Generator,
-                 updated: np.ndarray) -> dict[str, np.ndarray]:
+def _update_pets(
+    fr: dict[str, np.ndarray], rng: np.random.Generator, updated: np.ndarray
+) -> dict[str, np.ndarray]:
     """A later version: weighed at a check-up, vaccinated, neutered."""
     out = dict(fr)
     n = len(fr["idx"])
@@ -1088,9 +1491,13 @@ def _pets_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     cols["breed"] = _put(cols["breed"], take("missing_breed"), "")
     cols["microchip_id"] = _put(cols["microchip_id"], take("missing_microchip_id"), "")
     p = take("bad_weight")
-    cols["weight_lbs"] = _put(cols["weight_lbs"], p, [("0", "0.0", "-4.5")[i % 3] for i in range(len(p))])
+    cols["weight_lbs"] = _put(
+        cols["weight_lbs"], p, [("0", "0.0", "-4.5")[i % 3] for i in range(len(p))]
+    )
     p = take("case_variant")
-    cols["species"] = _put(cols["species"], p, _case_variants(pc.take(cols["species"], pa.array(p)), rng))
+    cols["species"] = _put(
+        cols["species"], p, _case_variants(pc.take(cols["species"], pa.array(p)), rng)
+    )
 
     can_update = fr["updated"] < _UPDATE_BEFORE_SEC
     p_dup, p_upd = take("duplicate"), take("update", can_update)
@@ -1119,7 +1526,9 @@ def _pets_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
 # --------------------------------------------------------------------------------------------
 
 
-def _draw_policies(plan: _Plan, pets: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _draw_policies(
+    plan: _Plan, pets: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     pets = np.asarray(pets, np.int64)
     n = len(pets)
     tier = _choice(rng, n, PLAN_WEIGHTS)
@@ -1182,7 +1591,9 @@ def _update_policies(fr: dict[str, np.ndarray], updated: np.ndarray) -> dict[str
     out["deductible"] = PLAN_DEDUCTIBLES[tier, 0] * 100
     out["limit"] = PLAN_COVERAGE_LIMIT[tier] * 100
     cancelled = contracts.POLICY_STATUSES.index("Cancelled")
-    flipped = np.where(fr["status"] == cancelled, contracts.POLICY_STATUSES.index("Active"), cancelled)
+    flipped = np.where(
+        fr["status"] == cancelled, contracts.POLICY_STATUSES.index("Active"), cancelled
+    )
     out["status"] = np.where(top, flipped, fr["status"])
     out["updated"] = updated
     return out
@@ -1233,7 +1644,9 @@ def _policies_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     pieces = [
         _csv_piece(cols, e.columns),
         _csv_piece(_take_cols(cols, p_dup), e.columns),
-        _csv_piece(_format_policies(_update_policies(upd, _later(rng, upd["updated"])), width), e.columns),
+        _csv_piece(
+            _format_policies(_update_policies(upd, _later(rng, upd["updated"])), width), e.columns
+        ),
         _csv_piece(negative, e.columns),
         _csv_piece(bad_date, e.columns),
         _csv_piece(keyless, e.columns),
@@ -1271,8 +1684,9 @@ _SPECIALTIES_FLAT = tuple(s for group in PROVIDER_SPECIALTIES for s in group)
 def _format_providers(fr: dict[str, np.ndarray]) -> dict[str, pa.Array]:
     return {
         "provider_id": _ids("PRV", fr["idx"] + 1),
-        "provider_name": _cat(_take(PROVIDER_PREFIXES, fr["prefix"]), " ",
-                              _take(_PROVIDER_SUFFIX_FLAT, fr["name"])),
+        "provider_name": _cat(
+            _take(PROVIDER_PREFIXES, fr["prefix"]), " ", _take(_PROVIDER_SUFFIX_FLAT, fr["name"])
+        ),
         "provider_type": _take(PROVIDER_TYPES, fr["type"]),
         **_fmt_address(fr),
         "phone": _fmt_phone(fr["phone"]),
@@ -1301,7 +1715,9 @@ def _providers_lines(plan: _Plan) -> _Chunk:
     cols["state"] = _put(cols["state"], p, pc.utf8_lower(pc.take(cols["state"], pa.array(p))))
     cols["address"] = _put(cols["address"], take("missing_address"), "")
     p = take("bad_rating")
-    cols["average_rating"] = _put(cols["average_rating"], p, _tenths(51 + rng.integers(0, 45, len(p))))
+    cols["average_rating"] = _put(
+        cols["average_rating"], p, _tenths(51 + rng.integers(0, 45, len(p)))
+    )
 
     can_update = fr["updated"] < _UPDATE_BEFORE_SEC
     p_dup, p_upd, p_key = take("duplicate"), take("update", can_update), take("missing_key")
@@ -1324,8 +1740,10 @@ def _providers_extra_lines(plan: _Plan) -> _Piece:
     """Valid providers from a newer export that added a ``website`` column."""
     rng = _rng(plan.seed, "providers_extra", 0)
     cols = _format_providers(_draw_providers(np.arange(plan.providers, plan.all_providers), rng))
-    slugs = ["".join(ch for ch in name.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
-             for name in cols["provider_name"].to_pylist()]
+    slugs = [
+        "".join(ch for ch in name.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
+        for name in cols["provider_name"].to_pylist()
+    ]
     cols["website"] = pa.array([f"https://www.{s.replace('--', '-')}.example.com" for s in slugs])
     return _csv_piece(cols, contracts.PROVIDERS.columns + ("website",))
 
@@ -1349,13 +1767,16 @@ def _decide(status: np.ndarray, amount: np.ndarray, rng: np.random.Generator):
     return paid, days, reason
 
 
-def _draw_claim_pets(plan: _Plan, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw_claim_pets(
+    plan: _Plan, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Pets and service days such that claims arrive at a constant rate per covered day.
 
     Draw a pet and a day of its policy year; redraw both while the day is on or after the
     reference date (so a policy that started last month gets a month's worth of claims, not a
     year's). Pets without a policy (index ≡ 49 mod 50) are replaced by their predecessor.
     """
+
     def draw_pets(k: int) -> np.ndarray:
         pets = rng.integers(0, plan.pets, k)
         return np.where(pets % 50 == 49, pets - 1, pets)
@@ -1378,8 +1799,12 @@ def _draw_claim_pets(plan: _Plan, n: int, rng: np.random.Generator) -> tuple[np.
     return pet, service
 
 
-def _draw_claims(plan: _Plan, idx: np.ndarray, rng: np.random.Generator,
-                 forced_pets: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def _draw_claims(
+    plan: _Plan,
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    forced_pets: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     idx = np.asarray(idx, np.int64)
     n = len(idx)
     pet, service = _draw_claim_pets(plan, n, rng)
@@ -1396,10 +1821,18 @@ def _draw_claims(plan: _Plan, idx: np.ndarray, rng: np.random.Generator,
     wait = np.where(days >= 0, days, rng.integers(0, 4, n))
     updated = np.minimum((service + wait) * _DAY + _random_times(rng, n), _LAST_BATCH_SEC)
     return {
-        "idx": idx, "pet": pet, "owner": plan.owner(pet),
+        "idx": idx,
+        "pet": pet,
+        "owner": plan.owner(pet),
         "provider": np.floor(plan.all_providers * rng.random(n) ** 1.6).astype(np.int64),
-        "type": kind, "category": kind * 4 + rng.integers(0, 4, n), "service": service,
-        "amount": amount, "status": status, "paid": paid, "days": days, "reason": reason,
+        "type": kind,
+        "category": kind * 4 + rng.integers(0, 4, n),
+        "service": service,
+        "amount": amount,
+        "status": status,
+        "paid": paid,
+        "days": days,
+        "reason": reason,
         "updated": updated,
     }
 
@@ -1427,8 +1860,9 @@ def _format_claims(fr: dict[str, np.ndarray], width: int) -> dict[str, pa.Array]
     }
 
 
-def _progress_claims(fr: dict[str, np.ndarray], rng: np.random.Generator,
-                     updated: np.ndarray) -> dict[str, np.ndarray]:
+def _progress_claims(
+    fr: dict[str, np.ndarray], rng: np.random.Generator, updated: np.ndarray
+) -> dict[str, np.ndarray]:
     """A later version: Submitted → Under Review → Approved or Denied, Approved → Paid."""
     out = dict(fr)
     n = len(fr["idx"])
@@ -1455,7 +1889,7 @@ def _truncate_json(lines: pa.Array, rng: np.random.Generator) -> list[str]:
         pos = -1
         for _ in range(k):
             pos = line.index('": ', pos + 1)
-        out.append(line[:pos + 3] + "\n")
+        out.append(line[: pos + 3] + "\n")
     return out
 
 
@@ -1507,7 +1941,9 @@ def _claims_chunk(plan: _Plan, start: int, stop: int, chunk: int) -> _Chunk:
     cols["service_date"] = _put(cols["service_date"], p, _take(BAD_DATES, np.arange(len(p)) % 4))
     cols["claim_category"] = _put(cols["claim_category"], take("missing_claim_category"), "")
     p = take("case_variant")
-    cols["status"] = _put(cols["status"], p, _case_variants(pc.take(cols["status"], pa.array(p)), rng))
+    cols["status"] = _put(
+        cols["status"], p, _case_variants(pc.take(cols["status"], pa.array(p)), rng)
+    )
 
     can_progress = (fr["status"] != _DENIED) & (fr["status"] != _PAID)
     can_update = can_progress & (fr["updated"] < _day(2025, 12, 1) * _DAY)
@@ -1551,7 +1987,9 @@ def _realtime_name(record: dict, key: str, micro: int) -> str:
     return f"{record[key]}_{day}_{clock}_{micro:06d}.json"
 
 
-def _realtime(plan: _Plan, keep: dict[str, dict], raw: Path) -> tuple[dict[str, int], dict[str, Counter]]:
+def _realtime(
+    plan: _Plan, keep: dict[str, dict], raw: Path
+) -> tuple[dict[str, int], dict[str, Counter]]:
     """New customers with their pet, policy and first claim; later versions; exact re-sends;
     and one claims file that is not valid JSON."""
     rng = _rng(plan.seed, "realtime", 0)
@@ -1573,7 +2011,9 @@ def _realtime(plan: _Plan, keep: dict[str, dict], raw: Path) -> tuple[dict[str, 
     fr["updated"] = t_customer
     new["customers"] = _format_customers(fr)
     src = keep["customers"]["update"]
-    updates["customers"] = _format_customers(_update_customers(src, rng, later_now(len(src["idx"]))))
+    updates["customers"] = _format_customers(
+        _update_customers(src, rng, later_now(len(src["idx"])))
+    )
 
     fr = _draw_pets(plan, plan.pets + r, rng)
     fr["active"][:] = 1
@@ -1600,20 +2040,31 @@ def _realtime(plan: _Plan, keep: dict[str, dict], raw: Path) -> tuple[dict[str, 
     src = keep["claims"]["update"]
     approve = np.where(rng.random(len(src["idx"])) < 0.5, _APPROVED, _PAID)
     paid, days, _ = _decide(approve, src["amount"], rng)
-    src = {**src, "status": approve, "paid": paid, "days": days,
-           "reason": np.full(len(approve), -1), "updated": later_now(len(approve))}
+    src = {
+        **src,
+        "status": approve,
+        "paid": paid,
+        "days": days,
+        "reason": np.full(len(approve), -1),
+        "updated": later_now(len(approve)),
+    }
     updates["claims"] = _format_claims(src, width)
 
     files: dict[str, int] = {}
     dirt: dict[str, Counter] = {}
     for entity in (contracts.CUSTOMERS, contracts.PETS, contracts.POLICIES, contracts.CLAIMS):
-        batches = [("new", new[entity.name]), ("update", updates[entity.name]),
-                   ("duplicate", keep[entity.name]["duplicate"])]
+        batches = [
+            ("new", new[entity.name]),
+            ("update", updates[entity.name]),
+            ("duplicate", keep[entity.name]["duplicate"]),
+        ]
         documents: list[tuple[dict, str | None]] = []
         for _, cols in batches:
             documents += [(rec, None) for rec in _records(cols, entity)]
-        dirt[entity.name] = Counter(realtime_update=len(updates[entity.name][entity.key]),
-                                    realtime_duplicate=len(keep[entity.name]["duplicate"][entity.key]))
+        dirt[entity.name] = Counter(
+            realtime_update=len(updates[entity.name][entity.key]),
+            realtime_duplicate=len(keep[entity.name]["duplicate"][entity.key]),
+        )
         if entity is contracts.CLAIMS and n:
             text = json.dumps(invalid, indent=2)
             documents.append((invalid, text[: text.index('"claim_amount"')]))  # cut off mid-object
@@ -1626,8 +2077,11 @@ def _realtime(plan: _Plan, keep: dict[str, dict], raw: Path) -> tuple[dict[str, 
                 micro = (micro + 1) % 1_000_000
                 name = _realtime_name(record, entity.key, micro)
             names.add(name)
-            text = broken if broken is not None else (
-                json.dumps(record, indent=2) if i % 2 == 0 else json.dumps(record))
+            text = (
+                broken
+                if broken is not None
+                else (json.dumps(record, indent=2) if i % 2 == 0 else json.dumps(record))
+            )
             with _AtomicFile(raw / entity.name / name) as f:
                 f.write((text + "\n").encode())
         files[entity.name] = len(documents)
@@ -1639,13 +2093,16 @@ def _realtime(plan: _Plan, keep: dict[str, dict], raw: Path) -> tuple[dict[str, 
 # --------------------------------------------------------------------------------------------
 
 
-def _chunks(builder: Callable[[_Plan, int, int, int], _Chunk], plan: _Plan,
-            total: int) -> Iterator[_Chunk]:
+def _chunks(
+    builder: Callable[[_Plan, int, int, int], _Chunk], plan: _Plan, total: int
+) -> Iterator[_Chunk]:
     for number, start in enumerate(range(0, total, CHUNK_ROWS)):
         yield builder(plan, start, min(start + CHUNK_ROWS, total), number)
 
 
-def _write_batch(path: Path, header: str, chunks: Iterable[_Chunk]) -> tuple[int, Counter, dict | None]:
+def _write_batch(
+    path: Path, header: str, chunks: Iterable[_Chunk]
+) -> tuple[int, Counter, dict | None]:
     rows, dirt, keep = 0, Counter(), None
     with _AtomicFile(path) as f:
         if header:
@@ -1691,10 +2148,12 @@ def _write_entity(plan: _Plan, raw_dir: str, name: str) -> list[_Written]:
         t0 = time.perf_counter()
         relative = f"providers/{EXTRA_PROVIDERS_FILE}"
         header = ",".join(contracts.PROVIDERS.columns + ("website",)) + "\n"
-        rows, _, _ = _write_batch(raw / relative, header,
-                                  [_Chunk([_providers_extra_lines(plan)], Counter())])
-        out.append(_Written(name, relative, rows, {"extra_column_file": rows},
-                            time.perf_counter() - t0))
+        rows, _, _ = _write_batch(
+            raw / relative, header, [_Chunk([_providers_extra_lines(plan)], Counter())]
+        )
+        out.append(
+            _Written(name, relative, rows, {"extra_column_file": rows}, time.perf_counter() - t0)
+        )
     return out
 
 
@@ -1705,10 +2164,15 @@ def _write_entities(plan: _Plan, raw_dir: str, names: list[str]) -> list[_Writte
 PARALLEL_FROM_CLAIMS = 1_000_000
 
 
-def generate(raw_dir: str | Path, claims: int = 15_000, seed: int = 42,
-             realtime_files: int | None = None,
-             log: Callable[[str], object] | None = None, *,
-             workers: int | None = None) -> GenerationReport:
+def generate(
+    raw_dir: str | Path,
+    claims: int = 15_000,
+    seed: int = 42,
+    realtime_files: int | None = None,
+    log: Callable[[str], object] | None = None,
+    *,
+    workers: int | None = None,
+) -> GenerationReport:
     """Write a seeded, dirty raw landing zone under ``raw_dir`` and report what was written.
 
     raw_dir gets ``customers/``, ``pets/``, ``policies/``, ``claims/``, ``providers/`` (created if
@@ -1726,12 +2190,21 @@ def generate(raw_dir: str | Path, claims: int = 15_000, seed: int = 42,
     say = log or (lambda _line: None)
     if workers is None:
         workers = 2 if plan.claims >= PARALLEL_FROM_CLAIMS and (os.cpu_count() or 1) >= 2 else 1
-    report = GenerationReport(raw_dir=str(raw), seed=int(seed), claims=int(claims), sizes={
-        "customers": plan.customers, "pets": plan.pets, "policies": plan.policies,
-        "providers": plan.providers, "providers_extra_column": plan.providers_extra,
-        "claims": plan.claims, "realtime_new": plan.rt_new,
-        "realtime_files_per_entity": plan.rt_files,
-    })
+    report = GenerationReport(
+        raw_dir=str(raw),
+        seed=int(seed),
+        claims=int(claims),
+        sizes={
+            "customers": plan.customers,
+            "pets": plan.pets,
+            "policies": plan.policies,
+            "providers": plan.providers,
+            "providers_extra_column": plan.providers_extra,
+            "claims": plan.claims,
+            "realtime_new": plan.rt_new,
+            "realtime_files_per_entity": plan.rt_files,
+        },
+    )
 
     def logged(results: list[_Written]) -> list[_Written]:
         for w in results:
@@ -1748,13 +2221,18 @@ def generate(raw_dir: str | Path, claims: int = 15_000, seed: int = 42,
             written = logged(_write_entity(plan, str(raw), "claims"))
             written += logged(future.result())
     else:
-        written = [w for name in others + ["claims"] for w in logged(_write_entity(plan, str(raw), name))]
+        written = [
+            w for name in others + ["claims"] for w in logged(_write_entity(plan, str(raw), name))
+        ]
 
     keep: dict[str, dict] = {}
     by_file = {w.relative: w for w in written}
     for entity in contracts.ENTITIES:  # report in contract order, whoever wrote what
         report.dirt[entity.name] = {}
-        for relative in (f"{entity.name}/{entity.batch_file}", f"{entity.name}/{EXTRA_PROVIDERS_FILE}"):
+        for relative in (
+            f"{entity.name}/{entity.batch_file}",
+            f"{entity.name}/{EXTRA_PROVIDERS_FILE}",
+        ):
             w = by_file.get(relative)
             if w is None:
                 continue
@@ -1769,8 +2247,10 @@ def generate(raw_dir: str | Path, claims: int = 15_000, seed: int = 42,
         report.realtime_files = files
         for name, counts in dirt.items():
             report.dirt[name].update({k: v for k, v in counts.items() if v})
-        say(f"real-time: {sum(files.values()):,} files ({', '.join(f'{k} {v}' for k, v in files.items())}) "
-            f"in {time.perf_counter() - t0:.2f}s")
+        say(
+            f"real-time: {sum(files.values()):,} files ({', '.join(f'{k} {v}' for k, v in files.items())}) "
+            f"in {time.perf_counter() - t0:.2f}s"
+        )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -1781,34 +2261,55 @@ def _peak_rss_mb(who: str = "self") -> float | None:
         import resource
     except ImportError:  # not on POSIX
         return None
-    kb = resource.getrusage(resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN).ru_maxrss
+    kb = resource.getrusage(
+        resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN
+    ).ru_maxrss
     return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m petinsure_assets.demo_data",
-        description="Write a seeded, realistic, dirty pet-insurance raw landing zone.")
-    parser.add_argument("--raw-dir", default="./lake/raw", help="raw zone folder (default ./lake/raw)")
+        description="Write a seeded, realistic, dirty pet-insurance raw landing zone.",
+    )
+    parser.add_argument(
+        "--raw-dir", default="./lake/raw", help="raw zone folder (default ./lake/raw)"
+    )
     parser.add_argument("--claims", type=int, default=15_000, help="batch claims (default 15000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--realtime-files", type=int, default=None,
-                        help="real-time JSON files per entity (default clamp(claims//1000, 5, 200))")
-    parser.add_argument("--workers", type=int, default=None, choices=(1, 2),
-                        help=f"2 = a worker process writes the CSVs while claims are written "
-                             f"(default: 2 from {PARALLEL_FROM_CLAIMS:,} claims)")
+    parser.add_argument(
+        "--realtime-files",
+        type=int,
+        default=None,
+        help="real-time JSON files per entity (default clamp(claims//1000, 5, 200))",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        choices=(1, 2),
+        help=f"2 = a worker process writes the CSVs while claims are written "
+        f"(default: 2 from {PARALLEL_FROM_CLAIMS:,} claims)",
+    )
     args = parser.parse_args(argv)
-    report = generate(args.raw_dir, claims=args.claims, seed=args.seed,
-                      realtime_files=args.realtime_files, log=lambda line: print(line, flush=True),
-                      workers=args.workers)
+    report = generate(
+        args.raw_dir,
+        claims=args.claims,
+        seed=args.seed,
+        realtime_files=args.realtime_files,
+        log=lambda line: print(line, flush=True),
+        workers=args.workers,
+    )
     for entity, kinds in report.dirt.items():
         print(f"dirt {entity}: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
     rss, child = _peak_rss_mb("self"), _peak_rss_mb("children")
     memory = ""
     if rss is not None:
         memory = f", peak RSS {rss:.0f} MB" + (f" (worker process {child:.0f} MB)" if child else "")
-    print(f"done: {sum(report.rows.values()):,} batch rows, "
-          f"{sum(report.realtime_files.values()):,} real-time files in {report.seconds:.2f}s{memory}")
+    print(
+        f"done: {sum(report.rows.values()):,} batch rows, "
+        f"{sum(report.realtime_files.values()):,} real-time files in {report.seconds:.2f}s{memory}"
+    )
     return 0
 
 

@@ -8,7 +8,6 @@ the SQL); a run with the same inputs writes nothing and reports the table unchan
 as-of date or SQL rebuilds it even with nothing new in raw (resources.py, "inputs fingerprints").
 """
 
-
 from dataclasses import dataclass
 
 import dagster as dg
@@ -132,12 +131,15 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
         the_lake = lake.lake()
         export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
         inputs = inputs_commit_metadata(
-            tables, [*(f"gold/views/{v}" for v in spec.views), f"gold/{spec.name}"],
-            as_of=as_of.isoformat())
+            tables,
+            [*(f"gold/views/{v}" for v in spec.views), f"gold/{spec.name}"],
+            as_of=as_of.isoformat(),
+        )
         version = unchanged_version(the_lake, the_lake.table_uri("gold", spec.name), inputs)
         if version is not None:
-            context.log.info(f"{spec.name}: inputs and as-of date {as_of} as at version "
-                             f"{version}; nothing to do")
+            context.log.info(
+                f"{spec.name}: inputs and as-of date {as_of} as at version {version}; nothing to do"
+            )
             yield dg.Output(Unchanged(version), metadata={"as_of": as_of.isoformat(), **export})
             return
         with duckdb.get_connection() as con:

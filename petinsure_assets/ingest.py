@@ -73,7 +73,12 @@ READ_CHUNK = 8 * 1024 * 1024
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json"}  # matched case-insensitively
 
 INGESTED, FAILED, UNCHANGED, DUPLICATE, REFUSED = (
-    "ingested", "failed", "unchanged", "duplicate", "refused")
+    "ingested",
+    "failed",
+    "unchanged",
+    "duplicate",
+    "refused",
+)
 STATUSES = (INGESTED, FAILED, UNCHANGED, DUPLICATE, REFUSED)
 # Statuses whose content is in bronze: a later file with the same sha256 is a duplicate of it.
 IN_BRONZE = (INGESTED, FAILED)
@@ -153,15 +158,20 @@ class IngestResult:
         return sum(1 for f in self.files if f.status == UNCHANGED)
 
     def metadata(self) -> dict:
-        problems = [f"{f.file.source_file}: {f.status}: {f.error}" for f in self.files
-                    if f.status in (FAILED, DUPLICATE, REFUSED)]
+        problems = [
+            f"{f.file.source_file}: {f.status}: {f.error}"
+            for f in self.files
+            if f.status in (FAILED, DUPLICATE, REFUSED)
+        ]
         return {
             "rows_added": self.rows_added,
             "malformed_rows_added": self.bad_rows_added,
             "files_ingested": self.files_ingested,
             "files_unchanged": self.files_skipped,
-            **{f"files_{s}": sum(1 for f in self.files if f.status == s)
-               for s in (FAILED, DUPLICATE, REFUSED)},
+            **{
+                f"files_{s}": sum(1 for f in self.files if f.status == s)
+                for s in (FAILED, DUPLICATE, REFUSED)
+            },
             **({"file_problems": "\n".join(problems[:20])} if problems else {}),
         }
 
@@ -182,13 +192,26 @@ def list_raw_files(lake: Lake, entity: Entity) -> list[RawFile]:
         refused = info.refused
         if os.path.splitext(name)[1].lower() not in FORMATS:
             refused = refused or f"not a {', '.join(FORMATS)} file (never read)"
-        files.append(RawFile(path=info.path, source_file=info.path, size_bytes=info.size_bytes,
-                             modified_ns=info.modified_ns, refused=refused))
+        files.append(
+            RawFile(
+                path=info.path,
+                source_file=info.path,
+                size_bytes=info.size_bytes,
+                modified_ns=info.modified_ns,
+                refused=refused,
+            )
+        )
     for name in lake.files.list_dirs(folder):  # nothing in a subfolder is read: say so
         if not name.startswith((".", "_")):
-            files.append(RawFile(path=f"{folder}/{name}", source_file=f"{folder}/{name}",
-                                 size_bytes=0, modified_ns=0,
-                                 refused=f"a folder: only files directly in {folder}/ are read"))
+            files.append(
+                RawFile(
+                    path=f"{folder}/{name}",
+                    source_file=f"{folder}/{name}",
+                    size_bytes=0,
+                    modified_ns=0,
+                    refused=f"a folder: only files directly in {folder}/ are read",
+                )
+            )
     return sorted(files, key=lambda f: f.source_file)
 
 
@@ -233,14 +256,16 @@ def read_ledger(lake: Lake, entity: Entity) -> dict[str, dict]:
     return _ledger_state(lake, entity)[0]
 
 
-def _recover_ledger(lake: Lake, entity: Entity, ledger: dict[str, dict],
-                    firsts: dict[str, str], log: Log) -> None:
+def _recover_ledger(
+    lake: Lake, entity: Entity, ledger: dict[str, dict], firsts: dict[str, str], log: Log
+) -> None:
     """Add ledger rows for bronze commits the ledger does not know (a crash after the commit)."""
     uri = lake.table_uri("bronze", entity.bronze_table)
     if not lake.exists(uri):
         return
     known = max(
-        (r["bronze_version"] for r in ledger.values() if r["bronze_version"] is not None), default=-1
+        (r["bronze_version"] for r in ledger.values() if r["bronze_version"] is not None),
+        default=-1,
     )
     missing = []
     for commit in lake.delta_table(uri).history(limit=20):
@@ -281,8 +306,12 @@ def plan_files(lake: Lake, entity: Entity, log: Log) -> Plan:
     settled: list[FileOutcome] = []
     for f in list_raw_files(lake, entity):
         seen = ledger.get(f.source_file)
-        if (seen and seen["size_bytes"] == f.size_bytes and seen["modified_ns"] == f.modified_ns
-                and (seen["sha256"] is not None or seen["status"] == REFUSED)):
+        if (
+            seen
+            and seen["size_bytes"] == f.size_bytes
+            and seen["modified_ns"] == f.modified_ns
+            and (seen["sha256"] is not None or seen["status"] == REFUSED)
+        ):
             continue
         if f.refused:
             log(f"{entity.name}: {f.source_file} refused: {f.refused}")
@@ -366,8 +395,10 @@ def _prepare_text(path: str) -> _Text:
         head = fh.read(4096)
     encoding = _utf16(head)
     if encoding:
-        with open(path, encoding=encoding, errors="replace", newline="") as src, \
-                open(path + ".utf8", "w", encoding="utf-8", newline="") as out:
+        with (
+            open(path, encoding=encoding, errors="replace", newline="") as src,
+            open(path + ".utf8", "w", encoding="utf-8", newline="") as out,
+        ):
             shutil.copyfileobj(src, out, READ_CHUNK)
         os.replace(path + ".utf8", path)
         how = "byte-order mark" if head[:2] in UTF16_BOMS else "no byte-order mark, NUL bytes"
@@ -394,7 +425,7 @@ def _prepare_text(path: str) -> _Text:
                 except UnicodeDecodeError:
                     text.undecodable.append((number, body.decode("utf-8", "backslashreplace")))
                     text.empty.discard(number)
-                    out.write(raw[len(body):])  # the line break only: the reader skips it
+                    out.write(raw[len(body) :])  # the line break only: the reader skips it
                     continue
                 if not body.strip(b"\r"):
                     text.empty.add(number)
@@ -518,7 +549,9 @@ class _Parser:
 
         def malformed() -> Iterator[pa.Table]:
             if bad:
-                yield self._malformed(f, [(n, t, "invalid JSON (raw control character)") for n, t in bad])
+                yield self._malformed(
+                    f, [(n, t, "invalid JSON (raw control character)") for n, t in bad]
+                )
                 bad.clear()
 
         reader = pacsv.open_csv(
@@ -527,8 +560,11 @@ class _Parser:
                 column_names=["line"], use_threads=False, block_size=CSV_BLOCK_SIZE
             ),
             parse_options=pacsv.ParseOptions(
-                delimiter="\x1f", quote_char=False, escape_char=False,
-                ignore_empty_lines=True, invalid_row_handler=on_invalid,
+                delimiter="\x1f",
+                quote_char=False,
+                escape_char=False,
+                ignore_empty_lines=True,
+                invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={"line": pa.string()}, strings_can_be_null=False
@@ -584,8 +620,11 @@ class _Parser:
             raise FileProblem(f"header repeats column(s) {', '.join(repeated)}")
         columns = {c: c for c in self.entity.columns if c in names}
         by_lower = {n.lower(): n for n in names if n not in columns}
-        renamed = {c: by_lower[c.lower()] for c in self.entity.columns
-                   if c not in columns and c.lower() in by_lower}
+        renamed = {
+            c: by_lower[c.lower()]
+            for c in self.entity.columns
+            if c not in columns and c.lower() in by_lower
+        }
         key = self.entity.key
         if key not in columns and key not in renamed:
             found = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
@@ -598,16 +637,19 @@ class _Parser:
             raise FileProblem(f"header has no column {key}; found: {found[:300]}{hint}")
         notes = []
         if renamed:
-            notes.append("header matched case-insensitively: " + ", ".join(
-                f"{n} as {c}" for c, n in renamed.items()))
+            notes.append(
+                "header matched case-insensitively: "
+                + ", ".join(f"{n} as {c}" for c, n in renamed.items())
+            )
         columns.update(renamed)
         missing = [c for c in self.entity.columns if c not in columns]
         if missing:
             notes.append(f"header lacks column(s) {', '.join(missing)} (read as empty)")
         return names, columns, notes
 
-    def csv(self, f: RawFile, text: _Text, names: list[str],
-            columns: dict[str, str]) -> Iterator[pa.Table]:
+    def csv(
+        self, f: RawFile, text: _Text, names: list[str], columns: dict[str, str]
+    ) -> Iterator[pa.Table]:
         used = set(columns.values())
         extra = [n for n in names if n not in used]
         bad: list[tuple[int, str]] = []
@@ -623,8 +665,11 @@ class _Parser:
             return "skip"
 
         def malformed() -> Iterator[pa.Table]:
-            rows = [(num, t, f"CSV row has the wrong number of fields (header has {len(names)})")
-                    for num, t in bad if t.strip()]  # a whitespace-only line is not a record
+            rows = [
+                (num, t, f"CSV row has the wrong number of fields (header has {len(names)})")
+                for num, t in bad
+                if t.strip()
+            ]  # a whitespace-only line is not a record
             bad.clear()
             if rows:
                 yield self._malformed(f, rows)
@@ -634,7 +679,9 @@ class _Parser:
             read_options=pacsv.ReadOptions(
                 column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_SIZE
             ),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=True, invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(
+                ignore_empty_lines=True, invalid_row_handler=on_invalid
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False
             ),
@@ -646,7 +693,8 @@ class _Parser:
                 cols[c] = batch.column(columns[c]) if c in columns else pa.nulls(n, pa.string())
             cols["_extra"] = (
                 pa.StructArray.from_arrays([batch.column(e) for e in extra], names=extra)
-                if extra else pa.nulls(n, pa.null())
+                if extra
+                else pa.nulls(n, pa.null())
             )
             cols["_source_line"] = numbers.assign(n, bad)
             self.con.register("rows", pa.table(cols))
@@ -660,15 +708,20 @@ class _Parser:
                     md5(concat_ws(chr(31), *COLUMNS(* EXCLUDE (_source_line)))) AS _record_hash
                 FROM rows
                 """,
-                params={"ingested_at": self.ingested_at, "source_file": f.source_file,
-                        "batch_id": self.batch_id},
+                params={
+                    "ingested_at": self.ingested_at,
+                    "source_file": f.source_file,
+                    "batch_id": self.batch_id,
+                },
             ).to_arrow_table()
             self.con.unregister("rows")
             yield out.select(self.schema.names).cast(self.schema)
             yield from malformed()
         yield from malformed()  # invalid rows after the last block of valid ones
 
-    def lines_as_malformed(self, f: RawFile, message: str, after_line: int = 0) -> Iterator[pa.Table]:
+    def lines_as_malformed(
+        self, f: RawFile, message: str, after_line: int = 0
+    ) -> Iterator[pa.Table]:
         """Each non-blank line of a file (after `after_line`) kept as a malformed record with
         `message`, in slices so that a large file does not need much memory."""
         rows: list[tuple[int, str, str]] = []
@@ -767,17 +820,29 @@ def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> Table
 
     def on_commit(version: int) -> dict:
         _record(lake, entity, plan.settled + outcomes, batch_id, version)
-        result = IngestResult(entity.name, version, sum(o.rows for o in outcomes),
-                              sum(o.bad_rows for o in outcomes), plan.settled + outcomes)
-        log(f"{entity.name}: appended {result.rows_added} rows ({result.bad_rows_added} "
-            f"malformed) from {result.files_ingested} file(s) as bronze version {version}")
+        result = IngestResult(
+            entity.name,
+            version,
+            sum(o.rows for o in outcomes),
+            sum(o.bad_rows for o in outcomes),
+            plan.settled + outcomes,
+        )
+        log(
+            f"{entity.name}: appended {result.rows_added} rows ({result.bad_rows_added} "
+            f"malformed) from {result.files_ingested} file(s) as bronze version {version}"
+        )
         return result.metadata()
 
     files_meta = json.dumps(
         [
-            {"source_file": f.source_file, "size_bytes": f.size_bytes,
-             "modified_ns": f.modified_ns, "sha256": f.sha256, "status": INGESTED,
-             "batch_id": batch_id}
+            {
+                "source_file": f.source_file,
+                "size_bytes": f.size_bytes,
+                "modified_ns": f.modified_ns,
+                "sha256": f.sha256,
+                "status": INGESTED,
+                "batch_id": batch_id,
+            }
             for f in plan.todo
         ]
     )
@@ -794,21 +859,25 @@ def _count(outcome: FileOutcome, t: pa.Table) -> None:
     outcome.bad_rows += t.num_rows - t.column("_parse_error").null_count
 
 
-def _fail(parser: _Parser, outcome: FileOutcome, reason: str, log: Log,
-          after_line: int = 0) -> Iterator[pa.RecordBatch]:
+def _fail(
+    parser: _Parser, outcome: FileOutcome, reason: str, log: Log, after_line: int = 0
+) -> Iterator[pa.RecordBatch]:
     """The file fails as a whole: its lines (after `after_line`) become malformed records."""
     f = outcome.file
     outcome.status, outcome.error = FAILED, reason[:1000]
-    log(f"{parser.entity.name}: {f.source_file} failed ({outcome.error}); "
+    log(
+        f"{parser.entity.name}: {f.source_file} failed ({outcome.error}); "
         + (f"the lines after line {after_line}" if after_line else "its lines")
-        + " are kept as malformed records")
+        + " are kept as malformed records"
+    )
     for t in parser.lines_as_malformed(f, outcome.error, after_line=after_line):
         _count(outcome, t)
         yield from t.to_batches()
 
 
-def _parse_batch_file(parser: _Parser, f: RawFile, outcomes: list[FileOutcome],
-                      log: Log) -> Iterator[pa.RecordBatch]:
+def _parse_batch_file(
+    parser: _Parser, f: RawFile, outcomes: list[FileOutcome], log: Log
+) -> Iterator[pa.RecordBatch]:
     entity = parser.entity.name
     outcome = FileOutcome(f, INGESTED)
     outcomes.append(outcome)
@@ -839,14 +908,17 @@ def _parse_batch_file(parser: _Parser, f: RawFile, outcomes: list[FileOutcome],
     if failure:
         yield from _fail(parser, outcome, failure, log, after_line=last_line)
     # Blanked in the copy, so never read above: kept here (a CSV header is not a record).
-    undecodable = [(n, raw, "not UTF-8") for n, raw in text.undecodable
-                   if not (n == 1 and f.format == "csv")]
+    undecodable = [
+        (n, raw, "not UTF-8") for n, raw in text.undecodable if not (n == 1 and f.format == "csv")
+    ]
     if undecodable:
         t = parser._malformed(f, undecodable)
         _count(outcome, t)
         yield from t.to_batches()
-    log(f"{entity}: {f.source_file}: {outcome.rows} rows"
-        + (f", {outcome.bad_rows} malformed" if outcome.bad_rows else ""))
+    log(
+        f"{entity}: {f.source_file}: {outcome.rows} rows"
+        + (f", {outcome.bad_rows} malformed" if outcome.bad_rows else "")
+    )
 
 
 def _is_blank(path: str) -> bool:
@@ -855,8 +927,9 @@ def _is_blank(path: str) -> bool:
         return all(not chunk.strip() for chunk in iter(lambda: fh.read(READ_CHUNK), b""))
 
 
-def _parse_all(parser: _Parser, todo: list[RawFile], outcomes: list[FileOutcome],
-               log: Log) -> Iterator[pa.RecordBatch]:
+def _parse_all(
+    parser: _Parser, todo: list[RawFile], outcomes: list[FileOutcome], log: Log
+) -> Iterator[pa.RecordBatch]:
     entity = parser.entity
     realtime = []
     for f in todo:
@@ -887,17 +960,24 @@ def _parse_all(parser: _Parser, todo: list[RawFile], outcomes: list[FileOutcome]
             o.note("no records (empty or whitespace only)")
 
 
-def _record(lake: Lake, entity: Entity, outcomes: list[FileOutcome], batch_id: str,
-            version: int | None) -> None:
+def _record(
+    lake: Lake, entity: Entity, outcomes: list[FileOutcome], batch_id: str, version: int | None
+) -> None:
     if not outcomes:
         return
     now = datetime.now(UTC)
     rows = [
         {
-            "entity": entity.name, "source_file": o.file.source_file,
-            "size_bytes": o.file.size_bytes, "modified_ns": o.file.modified_ns,
-            "sha256": o.file.sha256, "status": o.status, "rows": o.rows, "bad_rows": o.bad_rows,
-            "error": o.error, "batch_id": batch_id,
+            "entity": entity.name,
+            "source_file": o.file.source_file,
+            "size_bytes": o.file.size_bytes,
+            "modified_ns": o.file.modified_ns,
+            "sha256": o.file.sha256,
+            "status": o.status,
+            "rows": o.rows,
+            "bad_rows": o.bad_rows,
+            "error": o.error,
+            "batch_id": batch_id,
             "bronze_version": version if o.status in IN_BRONZE and o.file.sha256 else None,
             "recorded_at": now,
         }

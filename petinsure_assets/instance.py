@@ -32,8 +32,9 @@ def _on_connect(dbapi_connection, _record) -> None:
     level = os.environ.get(SYNCHRONOUS_ENV, "OFF").upper()
     if level not in _LEVELS:
         raise ValueError(f"{SYNCHRONOUS_ENV} must be one of {', '.join(_LEVELS)}, got {level!r}")
-    path = next((row[2] for row in dbapi_connection.execute("PRAGMA database_list")
-                 if row[1] == "main"), "")
+    path = next(
+        (row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[1] == "main"), ""
+    )
     if path and os.path.abspath(path).startswith(os.path.abspath(home) + os.sep):
         dbapi_connection.execute(f"PRAGMA synchronous = {level}")
 

@@ -100,12 +100,15 @@ class Lake:
         return with_retries(what, fn, transient=delta_transient)
 
     def exists(self, uri: str) -> bool:
-        return self._delta(f"opening {uri}", lambda: DeltaTable.is_deltatable(
-            uri, storage_options=self.storage_options or None))
+        return self._delta(
+            f"opening {uri}",
+            lambda: DeltaTable.is_deltatable(uri, storage_options=self.storage_options or None),
+        )
 
     def delta_table(self, uri: str) -> DeltaTable:
-        return self._delta(f"opening {uri}", lambda: DeltaTable(
-            uri, storage_options=self.storage_options or None))
+        return self._delta(
+            f"opening {uri}", lambda: DeltaTable(uri, storage_options=self.storage_options or None)
+        )
 
     def dataset(self, uri: str) -> pads.Dataset:
         """A lazy Arrow dataset over the table's current version, for DuckDB to scan."""
@@ -151,9 +154,13 @@ class Lake:
             con.register(name, table.to_pyarrow_dataset())
             return
         columns = ", ".join(f'"{c}"' for c in table.schema().to_arrow().names)
-        paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # a view takes no parameters
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM "
-                    f"read_parquet([{paths}], union_by_name = true)")
+        paths = ", ".join(
+            "'" + f.replace("'", "''") + "'" for f in files
+        )  # a view takes no parameters
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM "
+            f"read_parquet([{paths}], union_by_name = true)"
+        )
 
     def read(self, uri: str, sql: str = "SELECT * FROM t") -> pa.Table:
         """Read a Delta table (or a query over it, the table being `t`) into Arrow via DuckDB."""

@@ -95,9 +95,12 @@ _HOLDS_GUARD = threading.Lock()
 
 def _busy(lake, who: str, wait: float) -> LakeBusyError:
     waited = "not waiting (lock wait 0 s)" if wait == 0 else f"gave up after waiting {wait:g} s"
-    return LakeBusyError(redact(
-        f"the lake ({lake.describe()}) is being written by {who}; {waited}. Run again once it has "
-        f"finished, or wait longer: --lock-wait SECONDS or {LOCK_WAIT_ENV}"))
+    return LakeBusyError(
+        redact(
+            f"the lake ({lake.describe()}) is being written by {who}; {waited}. Run again once it has "
+            f"finished, or wait longer: --lock-wait SECONDS or {LOCK_WAIT_ENV}"
+        )
+    )
 
 
 def _acquire(lake, primitive, wait: float, deadline: float, log: Callable[[str], None]) -> None:
@@ -107,15 +110,25 @@ def _acquire(lake, primitive, wait: float, deadline: float, log: Callable[[str],
         if remaining <= 0:
             raise _busy(lake, describe_holder(primitive.read_holder()), wait)
         if not said:
-            log(redact(f"waiting up to {wait:g} s for the lake ({lake.describe()}): it is being "
-                       f"written by {describe_holder(primitive.read_holder())}"))
+            log(
+                redact(
+                    f"waiting up to {wait:g} s for the lake ({lake.describe()}): it is being "
+                    f"written by {describe_holder(primitive.read_holder())}"
+                )
+            )
             said = True
         time.sleep(min(POLL_SECONDS, remaining))
 
 
 @contextlib.contextmanager
-def writer_lock(lake, holder: str, *, run_id: str | None = None, wait: float | None = None,
-                log: Callable[[str], None] | None = None) -> Iterator[None]:
+def writer_lock(
+    lake,
+    holder: str,
+    *,
+    run_id: str | None = None,
+    wait: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold the lake's writer lock for the block; `LakeBusyError` if another writer keeps it
     longer than `wait` seconds (None: PETINSURE_LOCK_WAIT_SECONDS or 600). `holder` and `run_id`
     name this writer to the others; `log` receives the waiting notice and lease trouble."""
@@ -135,9 +148,13 @@ def writer_lock(lake, holder: str, *, run_id: str | None = None, wait: float | N
             _acquire(lake, primitive, wait, deadline, log)
             acquired_here = True
             hold.primitive = primitive
-            hold.info = {"holder": holder, "run_id": run_id, "pid": os.getpid(),
-                         "host": socket.gethostname(),
-                         "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            hold.info = {
+                "holder": holder,
+                "run_id": run_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
         elif run_id:
             hold.info = {**hold.info, "run_id": run_id}
         if hold.info != previous:

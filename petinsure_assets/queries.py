@@ -53,8 +53,10 @@ def output_schemas() -> dict[str, pa.Schema]:
         for name in SILVER_TABLES:
             con.execute(sql_text(f"silver/{name}"))
         con.execute(sql_text("silver/quarantine"))
-        schemas = {f"silver/{name}": con.sql(f"SELECT * FROM {name}").to_arrow_table().schema
-                   for name in [*SILVER_TABLES, "quarantine"]}
+        schemas = {
+            f"silver/{name}": con.sql(f"SELECT * FROM {name}").to_arrow_table().schema
+            for name in [*SILVER_TABLES, "quarantine"]
+        }
         for spec in GOLD_TABLES:
             for view in spec.views:
                 con.execute(sql_text(f"gold/views/{view}"))

@@ -98,16 +98,27 @@ def _page(table: pa.Table, filters: dict[str, Any], limit: int, offset: int) -> 
     if mask is not None:
         table = table.filter(mask)
     items = table.slice(offset, limit).to_pylist()
-    return {"total": table.num_rows, "limit": limit, "offset": offset, "items": jsonable_encoder(items)}
+    return {
+        "total": table.num_rows,
+        "limit": limit,
+        "offset": offset,
+        "items": jsonable_encoder(items),
+    }
 
 
 def create_app(client: SnapshotClient | None = None, admin_token: str | None = None) -> FastAPI:
     if client is None:
         client = SnapshotClient(
-            store_from_env(), use_live=os.environ.get("USE_LIVE_DATA", "true").lower() in ("1", "true", "yes"))
-    admin_token = admin_token if admin_token is not None else os.environ.get("PETINSURE_ADMIN_TOKEN", "")
-    app = FastAPI(title="PetInsure360 reference claims API",
-                  description="Insight endpoints served from the gold API snapshots.")
+            store_from_env(),
+            use_live=os.environ.get("USE_LIVE_DATA", "true").lower() in ("1", "true", "yes"),
+        )
+    admin_token = (
+        admin_token if admin_token is not None else os.environ.get("PETINSURE_ADMIN_TOKEN", "")
+    )
+    app = FastAPI(
+        title="PetInsure360 reference claims API",
+        description="Insight endpoints served from the gold API snapshots.",
+    )
 
     def snap() -> Snapshot:
         return client.snapshot()
@@ -127,21 +138,54 @@ def create_app(client: SnapshotClient | None = None, admin_token: str | None = N
         return {**s.documents["summary"], **meta(s)}
 
     @app.get("/api/insights/kpis")
-    def kpis(s: Snapshot = Depends(snap), start: Month | None = Query(None, alias="from"),
-             end: Month | None = Query(None, alias="to")):
+    def kpis(
+        s: Snapshot = Depends(snap),
+        start: Month | None = Query(None, alias="from"),
+        end: Month | None = Query(None, alias="to"),
+    ):
         if start and end and start > end:
-            raise RequestValidationError([{"type": "value_error", "loc": ("query", "from"), "input": start,
-                                           "msg": f"from ({start}) is after to ({end})"}])
-        months = [m for m in s.documents["kpis"]["months"]
-                  if (start is None or m["year_month"] >= start) and (end is None or m["year_month"] <= end)]
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("query", "from"),
+                        "input": start,
+                        "msg": f"from ({start}) is after to ({end})",
+                    }
+                ]
+            )
+        months = [
+            m
+            for m in s.documents["kpis"]["months"]
+            if (start is None or m["year_month"] >= start)
+            and (end is None or m["year_month"] <= end)
+        ]
         return {"months": months, **meta(s)}
 
     @app.get("/api/insights/customers")
-    def customers(s: Snapshot = Depends(snap), limit: int = limit_q, offset: int = offset_q,
-                  value_tier: ValueTier | None = None, risk_category: RiskCategory | None = None,
-                  state: AnyCase | None = None, segment: AnyCase | None = None):
-        return {**_page(s.tables["customer_360_view"], {"value_tier": value_tier, "risk_category": risk_category,
-                                                        "state": state, "segment": segment}, limit, offset), **meta(s)}
+    def customers(
+        s: Snapshot = Depends(snap),
+        limit: int = limit_q,
+        offset: int = offset_q,
+        value_tier: ValueTier | None = None,
+        risk_category: RiskCategory | None = None,
+        state: AnyCase | None = None,
+        segment: AnyCase | None = None,
+    ):
+        return {
+            **_page(
+                s.tables["customer_360_view"],
+                {
+                    "value_tier": value_tier,
+                    "risk_category": risk_category,
+                    "state": state,
+                    "segment": segment,
+                },
+                limit,
+                offset,
+            ),
+            **meta(s),
+        }
 
     @app.get("/api/insights/customers/{customer_id}")
     def customer(customer_id: str, s: Snapshot = Depends(snap)):
@@ -150,41 +194,96 @@ def create_app(client: SnapshotClient | None = None, admin_token: str | None = N
             raise HTTPException(404, f"customer {customer_id} not found")
         return {
             **found[0],
-            "risk": (_page(s.tables["risk_scoring"], {"customer_id": customer_id}, 1, 0)["items"] or [None])[0],
-            "cross_sell": _page(s.tables["cross_sell_recommendations"], {"customer_id": customer_id},
-                                MAX_PAGE, 0)["items"],
+            "risk": (
+                _page(s.tables["risk_scoring"], {"customer_id": customer_id}, 1, 0)["items"]
+                or [None]
+            )[0],
+            "cross_sell": _page(
+                s.tables["cross_sell_recommendations"], {"customer_id": customer_id}, MAX_PAGE, 0
+            )["items"],
             **meta(s),
         }
 
     @app.get("/api/insights/claims")
-    def claims(s: Snapshot = Depends(snap), limit: int = limit_q, offset: int = offset_q,
-               status: ClaimStatus | None = None, claim_type: ClaimType | None = None,
-               customer_id: str | None = None, provider_id: str | None = None,
-               service_month: Month | None = None):
-        return {**_page(s.tables["claims_analytics"], {
-            "status": status, "claim_type": claim_type, "customer_id": customer_id,
-            "provider_id": provider_id, "service_month": service_month}, limit, offset), **meta(s)}
+    def claims(
+        s: Snapshot = Depends(snap),
+        limit: int = limit_q,
+        offset: int = offset_q,
+        status: ClaimStatus | None = None,
+        claim_type: ClaimType | None = None,
+        customer_id: str | None = None,
+        provider_id: str | None = None,
+        service_month: Month | None = None,
+    ):
+        return {
+            **_page(
+                s.tables["claims_analytics"],
+                {
+                    "status": status,
+                    "claim_type": claim_type,
+                    "customer_id": customer_id,
+                    "provider_id": provider_id,
+                    "service_month": service_month,
+                },
+                limit,
+                offset,
+            ),
+            **meta(s),
+        }
 
     @app.get("/api/insights/providers")
-    def providers(s: Snapshot = Depends(snap), limit: int = limit_q, offset: int = offset_q,
-                  is_in_network: bool | None = None, provider_type: AnyCase | None = None,
-                  state: AnyCase | None = None):
-        return {**_page(s.tables["provider_performance"], {
-            "is_in_network": is_in_network, "provider_type": provider_type, "state": state},
-            limit, offset), **meta(s)}
+    def providers(
+        s: Snapshot = Depends(snap),
+        limit: int = limit_q,
+        offset: int = offset_q,
+        is_in_network: bool | None = None,
+        provider_type: AnyCase | None = None,
+        state: AnyCase | None = None,
+    ):
+        return {
+            **_page(
+                s.tables["provider_performance"],
+                {"is_in_network": is_in_network, "provider_type": provider_type, "state": state},
+                limit,
+                offset,
+            ),
+            **meta(s),
+        }
 
     @app.get("/api/insights/risks")
-    def risks(s: Snapshot = Depends(snap), limit: int = limit_q, offset: int = offset_q,
-              risk_category: RiskCategory | None = None):
-        return {**_page(s.tables["risk_scoring"], {"risk_category": risk_category}, limit, offset), **meta(s)}
+    def risks(
+        s: Snapshot = Depends(snap),
+        limit: int = limit_q,
+        offset: int = offset_q,
+        risk_category: RiskCategory | None = None,
+    ):
+        return {
+            **_page(s.tables["risk_scoring"], {"risk_category": risk_category}, limit, offset),
+            **meta(s),
+        }
 
     @app.get("/api/insights/cross-sell")
-    def cross_sell(s: Snapshot = Depends(snap), limit: int = limit_q, offset: int = offset_q,
-                   priority: Priority | None = None, recommendation: Recommendation | None = None,
-                   customer_id: str | None = None):
-        return {**_page(s.tables["cross_sell_recommendations"], {
-            "priority": priority, "recommendation": recommendation, "customer_id": customer_id},
-            limit, offset), **meta(s)}
+    def cross_sell(
+        s: Snapshot = Depends(snap),
+        limit: int = limit_q,
+        offset: int = offset_q,
+        priority: Priority | None = None,
+        recommendation: Recommendation | None = None,
+        customer_id: str | None = None,
+    ):
+        return {
+            **_page(
+                s.tables["cross_sell_recommendations"],
+                {
+                    "priority": priority,
+                    "recommendation": recommendation,
+                    "customer_id": customer_id,
+                },
+                limit,
+                offset,
+            ),
+            **meta(s),
+        }
 
     @app.get("/api/insights/segments")
     def segments(s: Snapshot = Depends(snap)):
@@ -192,7 +291,11 @@ def create_app(client: SnapshotClient | None = None, admin_token: str | None = N
 
     @app.get("/api/pipeline/status")
     def pipeline_status(s: Snapshot = Depends(snap)):
-        return {**s.documents["pipeline_status"], "snapshot_created_at": s.manifest["created_at"], **meta(s)}
+        return {
+            **s.documents["pipeline_status"],
+            "snapshot_created_at": s.manifest["created_at"],
+            **meta(s),
+        }
 
     @app.get("/api/v1/data-source/status")
     def data_source_status():

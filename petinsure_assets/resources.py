@@ -41,10 +41,15 @@ class LakeResource(dg.ConfigurableResource):
     )
     storage_account: str = Field(default="", description="ADLS Gen2 account; empty = local folder.")
     credential: Credential = Field(
-        default_factory=lambda: ADLS2DefaultAzureCredential(kwargs={}), discriminator="credential_type",
-        description="SAS token, account key, service principal or DefaultAzureCredential.")
-    blob_endpoint: str = Field(default="", description="Blob endpoint (Azurite, sovereign clouds); "
-                               "empty = https://<account>.blob.core.windows.net")
+        default_factory=lambda: ADLS2DefaultAzureCredential(kwargs={}),
+        discriminator="credential_type",
+        description="SAS token, account key, service principal or DefaultAzureCredential.",
+    )
+    blob_endpoint: str = Field(
+        default="",
+        description="Blob endpoint (Azurite, sovereign clouds); "
+        "empty = https://<account>.blob.core.windows.net",
+    )
     raw_container: str = "raw"
     bronze_container: str = "bronze"
     silver_container: str = "silver"
@@ -58,8 +63,12 @@ class LakeResource(dg.ConfigurableResource):
                     self.storage_account,
                     self.credential,
                     endpoint=self.blob_endpoint,
-                    containers={"raw": self.raw_container, "bronze": self.bronze_container,
-                                "silver": self.silver_container, "gold": self.gold_container},
+                    containers={
+                        "raw": self.raw_container,
+                        "bronze": self.bronze_container,
+                        "silver": self.silver_container,
+                        "gold": self.gold_container,
+                    },
                 )
             else:
                 self._lake = Lake(root=os.path.abspath(self.root))
@@ -75,10 +84,14 @@ class LakeResource(dg.ConfigurableResource):
         with contextlib.ExitStack() as held:
             if context.run is not None:
                 try:
-                    held.enter_context(writer_lock(
-                        self.lake(), f"Dagster run of {context.run.job_name}",
-                        run_id=context.run.run_id,
-                        log=context.log.warning if context.log else None))
+                    held.enter_context(
+                        writer_lock(
+                            self.lake(),
+                            f"Dagster run of {context.run.job_name}",
+                            run_id=context.run.run_id,
+                            log=context.log.warning if context.log else None,
+                        )
+                    )
                 except LakeBusyError as e:
                     raise dg.Failure(str(e)) from None
             yield self
@@ -96,7 +109,9 @@ class ReportingDate(dg.ConfigurableResource):
         try:
             return dt.date.fromisoformat(self.as_of)
         except ValueError:
-            raise dg.Failure(f"reporting_date.as_of must be YYYY-MM-DD, got {self.as_of!r}") from None
+            raise dg.Failure(
+                f"reporting_date.as_of must be YYYY-MM-DD, got {self.as_of!r}"
+            ) from None
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -161,20 +176,33 @@ def content_version(lake: Lake, uri: str) -> int:
     return commit["version"] if commit else lake.delta_table(uri).version()
 
 
-def inputs_commit_metadata(sources: dict[str, DeltaSource], sql: list[str],
-                           **params: str) -> dict[str, str]:
+def inputs_commit_metadata(
+    sources: dict[str, DeltaSource], sql: list[str], **params: str
+) -> dict[str, str]:
     """The commit metadata recording what a table is computed from: `sources` (input name ->
     table), the SQL files it runs (names for `sql_text`; the macros and thresholds are added)
     and any parameters (the as-of date)."""
-    code = json.dumps({"sql": [sql_text(n) for n in ["macros", *sql]], "thresholds": THRESHOLDS,
-                       "accepted_values": ACCEPTED_VALUES}, sort_keys=True, default=str)
-    inputs = json.dumps({
-        "tables": {name: content_version(s.lake, s.uri) for name, s in sorted(sources.items())},
-        "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-        **params,
-    }, sort_keys=True)
-    return {INPUTS_COMMIT_KEY: inputs,
-            FINGERPRINT_COMMIT_KEY: hashlib.sha256(inputs.encode()).hexdigest()}
+    code = json.dumps(
+        {
+            "sql": [sql_text(n) for n in ["macros", *sql]],
+            "thresholds": THRESHOLDS,
+            "accepted_values": ACCEPTED_VALUES,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    inputs = json.dumps(
+        {
+            "tables": {name: content_version(s.lake, s.uri) for name, s in sorted(sources.items())},
+            "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+            **params,
+        },
+        sort_keys=True,
+    )
+    return {
+        INPUTS_COMMIT_KEY: inputs,
+        FINGERPRINT_COMMIT_KEY: hashlib.sha256(inputs.encode()).hexdigest(),
+    }
 
 
 def unchanged_version(lake: Lake, uri: str, commit_metadata: dict[str, str]) -> int | None:
@@ -183,7 +211,10 @@ def unchanged_version(lake: Lake, uri: str, commit_metadata: dict[str, str]) -> 
     if not lake.exists(uri):
         return None
     commit = last_write(lake, uri)
-    if commit is None or commit.get(FINGERPRINT_COMMIT_KEY) != commit_metadata[FINGERPRINT_COMMIT_KEY]:
+    if (
+        commit is None
+        or commit.get(FINGERPRINT_COMMIT_KEY) != commit_metadata[FINGERPRINT_COMMIT_KEY]
+    ):
         return None
     return lake.delta_table(uri).version()
 
@@ -215,15 +246,19 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             metadata = table_metadata(self.lake.lake(), uri)
             metadata["rows_added"] = dg.MetadataValue.int(0)
             metadata["unchanged"] = dg.MetadataValue.bool(True)
-            context.log.info(f"{context.asset_key.to_user_string()}: inputs unchanged, not "
-                             f"rewritten (unchanged since version {obj.since_version})")
+            context.log.info(
+                f"{context.asset_key.to_user_string()}: inputs unchanged, not "
+                f"rewritten (unchanged since version {obj.since_version})"
+            )
             context.add_output_metadata(metadata)
             return
         write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
         lake = self.lake.lake()
         uri = self._uri(context.asset_key)
         before = int(lake.delta_table(uri).count()) if lake.exists(uri) else 0
-        version = lake.write(uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata)
+        version = lake.write(
+            uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata
+        )
         metadata = table_metadata(lake, uri)
         # Rows added by this materialization (for a rebuilt table: the change in its size).
         metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
@@ -299,15 +334,23 @@ def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = Fals
     elif env.get(AZURE_ENV["key"]):
         credential = ADLS2Key(key=var(AZURE_ENV["key"]))
     elif env.get(AZURE_ENV["client_secret"]):
-        credential = ServicePrincipal(client_id=var(AZURE_ENV["client_id"]),
-                                      client_secret=var(AZURE_ENV["client_secret"]),
-                                      tenant_id=var(AZURE_ENV["tenant_id"]))
+        credential = ServicePrincipal(
+            client_id=var(AZURE_ENV["client_id"]),
+            client_secret=var(AZURE_ENV["client_secret"]),
+            tenant_id=var(AZURE_ENV["tenant_id"]),
+        )
     else:
         credential = ADLS2DefaultAzureCredential(kwargs={})
-    containers = {f"{layer}_container": env.get(f"AZURE_{layer.upper()}_CONTAINER", layer)
-                  for layer in ("raw", "bronze", "silver", "gold")}
-    return LakeResource(storage_account=var(AZURE_ENV["account"]), credential=credential,
-                        blob_endpoint=env.get(AZURE_ENV["endpoint"], ""), **containers)
+    containers = {
+        f"{layer}_container": env.get(f"AZURE_{layer.upper()}_CONTAINER", layer)
+        for layer in ("raw", "bronze", "silver", "gold")
+    }
+    return LakeResource(
+        storage_account=var(AZURE_ENV["account"]),
+        credential=credential,
+        blob_endpoint=env.get(AZURE_ENV["endpoint"], ""),
+        **containers,
+    )
 
 
 DUCKDB_MEMORY_LIMIT_ENV = "PETINSURE_DUCKDB_MEMORY_LIMIT"
@@ -322,7 +365,8 @@ def duckdb_config() -> dict[str, Any]:
         "preserve_insertion_order": False,
         "memory_limit": os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "4GB"),
         "temp_directory": os.environ.get(
-            DUCKDB_SPILL_DIR_ENV, os.path.join(tempfile.gettempdir(), "petinsure-duckdb-spill")),
+            DUCKDB_SPILL_DIR_ENV, os.path.join(tempfile.gettempdir(), "petinsure-duckdb-spill")
+        ),
     }
 
 

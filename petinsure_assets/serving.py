@@ -6,7 +6,6 @@ Azure), so a reader sees the old file or the new one, never half of one.
 version and the export query) and its size; an export whose source is unchanged is not rewritten.
 """
 
-
 import json
 import os
 import tempfile
@@ -61,33 +60,45 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
         # Ordered by key: the same gold content gives the same bytes, so a snapshot of
         # unchanged content is recognised as unchanged.
         query = f"SELECT * FROM t ORDER BY {', '.join(spec.key)}"
-        made_from = {"table": f"gold/{table}", "query": query,
-                     "delta_version": content_version(source.lake, source.uri)}
+        made_from = {
+            "table": f"gold/{table}",
+            "query": query,
+            "delta_version": content_version(source.lake, source.uri),
+        }
         source_file = f"{EXPORT_SOURCES}/{table}.json"
         sizes = {f.path: f.size_bytes for f in the_lake.files.list(final.rsplit("/", 1)[0])}
-        if (final in sizes and the_lake.files.exists(source_file)
-                and _json_or_none(the_lake.files.read_bytes(source_file))
-                == {**made_from, "bytes": sizes[final]}):
+        if (
+            final in sizes
+            and the_lake.files.exists(source_file)
+            and _json_or_none(the_lake.files.read_bytes(source_file))
+            == {**made_from, "bytes": sizes[final]}
+        ):
             context.log.info(f"gold.{table} unchanged since its export {final}; not rewritten")
-            return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(final),
-                                                  "unchanged": True})
-        with tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp, \
-                duckdb.get_connection() as con:
+            return dg.MaterializeResult(
+                metadata={"path": dg.MetadataValue.path(final), "unchanged": True}
+            )
+        with (
+            tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp,
+            duckdb.get_connection() as con,
+        ):
             source.register(con, "t")
             schema = con.sql("SELECT * FROM t LIMIT 0").to_arrow_table().schema
             leaked = PII_COLUMNS & set(schema.names)
             if leaked:
-                raise dg.Failure(f"gold.{table} has personal-data columns {sorted(leaked)}; not exported")
+                raise dg.Failure(
+                    f"gold.{table} has personal-data columns {sorted(leaked)}; not exported"
+                )
             local = os.path.join(tmp, EXPORT_FILE)
             con.execute(f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION zstd)")
-            (rows,), = con.sql(f"SELECT count(*) FROM read_parquet('{local}')").fetchall()
+            ((rows,),) = con.sql(f"SELECT count(*) FROM read_parquet('{local}')").fetchall()
             preview = con.sql("SELECT * FROM t LIMIT 5").to_arrow_table()
             size = os.path.getsize(local)
             the_lake.files.put_file(final, local)  # replaces the old export whole
         # After the export, so that a crash between the two exports again; with the size, so
         # that an export replaced by hand is not taken for ours.
-        the_lake.files.write_bytes(source_file, json.dumps(
-            {**made_from, "bytes": size}, sort_keys=True).encode())
+        the_lake.files.write_bytes(
+            source_file, json.dumps({**made_from, "bytes": size}, sort_keys=True).encode()
+        )
         context.log.info(f"exported {rows} rows of gold.{table} to {final}")
         return dg.MaterializeResult(
             metadata={

@@ -6,7 +6,6 @@ Every silver commit records its inputs (the bronze versions read and a hash of t
 whose inputs equal those of the last commit of every silver table writes nothing and reports the
 tables unchanged (resources.py, "inputs fingerprints")."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -27,7 +26,10 @@ SILVER_TABLES: dict[str, tuple[contracts.Entity, tuple[str, ...]]] = {
     "dim_providers": (contracts.PROVIDERS, ()),
     "dim_pets": (contracts.PETS, ("dim_customers",)),
     "dim_policies": (contracts.POLICIES, ("dim_customers", "dim_pets")),
-    "fact_claims": (contracts.CLAIMS, ("dim_customers", "dim_policies", "dim_pets", "dim_providers")),
+    "fact_claims": (
+        contracts.CLAIMS,
+        ("dim_customers", "dim_policies", "dim_pets", "dim_providers"),
+    ),
 }
 
 DESCRIPTIONS = {
@@ -41,9 +43,7 @@ DESCRIPTIONS = {
 
 
 @dg.multi_asset(
-    ins={
-        e.bronze_table: dg.AssetIn(key=["bronze", e.bronze_table]) for e in contracts.ENTITIES
-    },
+    ins={e.bronze_table: dg.AssetIn(key=["bronze", e.bronze_table]) for e in contracts.ENTITIES},
     outs={
         name: dg.AssetOut(
             key=["silver", name],
@@ -63,15 +63,23 @@ DESCRIPTIONS = {
         "quarantine": {dg.AssetKey(["bronze", e.bronze_table]) for e in contracts.ENTITIES},
     },
 )
-def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, lake: LakeResource,
-           **bronze: DeltaSource):
+def silver(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    lake: LakeResource,
+    **bronze: DeltaSource,
+):
     outputs = [*SILVER_TABLES, "quarantine"]
     inputs = inputs_commit_metadata(bronze, [f"silver/{name}" for name in outputs])
     the_lake = lake.lake()
-    unchanged = {name: unchanged_version(the_lake, the_lake.table_uri("silver", name), inputs)
-                 for name in outputs}
+    unchanged = {
+        name: unchanged_version(the_lake, the_lake.table_uri("silver", name), inputs)
+        for name in outputs
+    }
     if all(v is not None for v in unchanged.values()):
-        context.log.info("silver: bronze and the silver SQL are as at the last write; nothing to do")
+        context.log.info(
+            "silver: bronze and the silver SQL are as at the last write; nothing to do"
+        )
         for name, version in unchanged.items():
             # An output (not none) so that gold still runs: it may have a new as-of date.
             yield dg.Output(Unchanged(version), output_name=name)
@@ -84,12 +92,15 @@ def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, lake: Lake
         for name, (entity, _) in SILVER_TABLES.items():
             con.execute(sql_text(f"silver/{name}"))
             staged = f"{entity.name}_staged"
-            (bronze_rows, valid, rejected), = con.sql(
+            ((bronze_rows, valid, rejected),) = con.sql(
                 f"SELECT count(*), count(*) FILTER (WHERE _reject_reason IS NULL), "
                 f"count(*) FILTER (WHERE _reject_reason IS NOT NULL) FROM {staged}"
             ).fetchall()
-            summary[name] = {"bronze_rows": bronze_rows, "valid_before_dedup": valid,
-                             "quarantined": rejected}
+            summary[name] = {
+                "bronze_rows": bronze_rows,
+                "valid_before_dedup": valid,
+                "quarantined": rejected,
+            }
             context.log.info(
                 f"{name}: {bronze_rows} bronze rows -> {valid} valid, {rejected} quarantined"
             )
@@ -102,8 +113,9 @@ def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, lake: Lake
             ).fetchall()
             counts = summary[name]
             yield dg.Output(
-                TableWrite(con.sql(f"SELECT * FROM {name}").to_arrow_reader(),
-                           commit_metadata=inputs),
+                TableWrite(
+                    con.sql(f"SELECT * FROM {name}").to_arrow_reader(), commit_metadata=inputs
+                ),
                 output_name=name,
                 metadata={
                     **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
@@ -119,8 +131,9 @@ def silver(context: dg.AssetExecutionContext, duckdb: DuckDBResource, lake: Lake
             "SELECT entity, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         yield dg.Output(
-            TableWrite(con.sql("SELECT * FROM quarantine").to_arrow_reader(),
-                       commit_metadata=inputs),
+            TableWrite(
+                con.sql("SELECT * FROM quarantine").to_arrow_reader(), commit_metadata=inputs
+            ),
             output_name="quarantine",
             metadata={
                 "quarantined_by_reason": dg.MetadataValue.json(

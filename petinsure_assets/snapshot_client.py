@@ -78,25 +78,38 @@ class AzureBlobStore:
     container SAS (seed 000: `az storage container generate-sas --permissions r`). Needs the
     azure-storage-blob package. Errors never carry the SAS."""
 
-    def __init__(self, account: str, sas_token: str, *, container: str = "gold",
-                 prefix: str = "snapshots", endpoint: str = ""):
+    def __init__(
+        self,
+        account: str,
+        sas_token: str,
+        *,
+        container: str = "gold",
+        prefix: str = "snapshots",
+        endpoint: str = "",
+    ):
         from azure.storage.blob import ContainerClient, LinearRetry
 
         url = endpoint.rstrip("/") if endpoint else f"https://{account}.blob.core.windows.net"
         self.account, self.container, self.prefix = account, container, prefix.strip("/")
         # One quick retry: the client's circuit breaker handles an unavailable store.
-        self._client = ContainerClient(url, container, credential=sas_token.lstrip("?"),
-                                       connection_timeout=10,
-                                       retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0,
-                                                                retry_total=1))
+        self._client = ContainerClient(
+            url,
+            container,
+            credential=sas_token.lstrip("?"),
+            connection_timeout=10,
+            retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=1),
+        )
 
     @classmethod
     def from_env(cls) -> AzureBlobStore:
         """AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_SAS_TOKEN, AZURE_GOLD_CONTAINER (default gold),
         AZURE_STORAGE_BLOB_ENDPOINT (optional)."""
-        return cls(os.environ["AZURE_STORAGE_ACCOUNT"], os.environ["AZURE_STORAGE_SAS_TOKEN"],
-                   container=os.environ.get("AZURE_GOLD_CONTAINER", "gold"),
-                   endpoint=os.environ.get("AZURE_STORAGE_BLOB_ENDPOINT", ""))
+        return cls(
+            os.environ["AZURE_STORAGE_ACCOUNT"],
+            os.environ["AZURE_STORAGE_SAS_TOKEN"],
+            container=os.environ.get("AZURE_GOLD_CONTAINER", "gold"),
+            endpoint=os.environ.get("AZURE_STORAGE_BLOB_ENDPOINT", ""),
+        )
 
     def read(self, path: str) -> bytes:
         name = f"{self.prefix}/{path}" if self.prefix else path
@@ -104,7 +117,9 @@ class AzureBlobStore:
             return self._client.download_blob(name).readall()
         except Exception as e:  # the SDK's message can hold the signed URL: not passed on
             code = getattr(e, "error_code", None) or getattr(e, "status_code", None) or ""
-            raise SnapshotError(f"cannot read {self.container}/{name}: {type(e).__name__} {code}".rstrip()) from None
+            raise SnapshotError(
+                f"cannot read {self.container}/{name}: {type(e).__name__} {code}".rstrip()
+            ) from None
 
     def describe(self) -> str:
         return f"container {self.container} of storage account {self.account}"
@@ -140,8 +155,9 @@ def load_snapshot(store: SnapshotStore, source: str) -> Snapshot:
         raise SnapshotError(f"{latest['manifest']}: sha256 does not match latest.json")
     manifest = _json(manifest_bytes, latest["manifest"])
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SnapshotError(f"snapshot schema version {manifest.get('schema_version')} is not "
-                            f"{SCHEMA_VERSION}")
+        raise SnapshotError(
+            f"snapshot schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}"
+        )
     folder = latest["manifest"].rsplit("/", 1)[0]
     tables, documents = {}, {}
     for name, expected in manifest["files"].items():
@@ -276,8 +292,12 @@ class SnapshotClient:
                 "last_sync": _iso(state.last_sync),
                 "data_age_seconds": round(now - created, 3) if created is not None else None,
                 "cache_ttl_seconds": self.ttl,
-                "circuit_breaker": "open" if state.open_until and now < state.open_until else "closed",
-                "breaker_open_until": _iso(state.open_until) if state.open_until and now < state.open_until else None,
+                "circuit_breaker": "open"
+                if state.open_until and now < state.open_until
+                else "closed",
+                "breaker_open_until": _iso(state.open_until)
+                if state.open_until and now < state.open_until
+                else None,
                 "consecutive_failures": state.failures,
                 "last_error": state.last_error,
             }
@@ -290,22 +310,42 @@ def _iso(ts: float | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m petinsure_assets.snapshot_client",
-        description="Read and verify the snapshot latest.json names; print its version and files.")
+        description="Read and verify the snapshot latest.json names; print its version and files.",
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("folder", nargs="?", help="a snapshot folder (default: as the API, "
-                       f"PETINSURE_SNAPSHOT_DIR or {DEFAULT_SNAPSHOT_DIR}, or Azure)")
-    where.add_argument("--demo", action="store_true", help="the demo snapshot bundled with the package")
+    where.add_argument(
+        "folder",
+        nargs="?",
+        help="a snapshot folder (default: as the API, "
+        f"PETINSURE_SNAPSHOT_DIR or {DEFAULT_SNAPSHOT_DIR}, or Azure)",
+    )
+    where.add_argument(
+        "--demo", action="store_true", help="the demo snapshot bundled with the package"
+    )
     args = parser.parse_args(argv)
-    store = (LocalStore(DEMO_SNAPSHOT_DIR) if args.demo
-             else LocalStore(args.folder) if args.folder else store_from_env())
+    store = (
+        LocalStore(DEMO_SNAPSHOT_DIR)
+        if args.demo
+        else LocalStore(args.folder)
+        if args.folder
+        else store_from_env()
+    )
     try:
         snap = load_snapshot(store, "demo" if args.demo else "live")
     except SnapshotError as e:
         print(f"snapshot_client: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"version": snap.version, "as_of": snap.manifest.get("as_of"),
-                      "created_at": snap.manifest["created_at"],
-                      "rows": {name: f["rows"] for name, f in snap.manifest["files"].items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "version": snap.version,
+                "as_of": snap.manifest.get("as_of"),
+                "created_at": snap.manifest["created_at"],
+                "rows": {name: f["rows"] for name, f in snap.manifest["files"].items()},
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -55,8 +55,14 @@ PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of
 GOLD_TABLES = tuple(spec.name for spec in GOLD_SPECS)
 PIPELINE_TABLES = {
     "bronze": ("customers_raw", "pets_raw", "policies_raw", "claims_raw", "providers_raw"),
-    "silver": ("dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims",
-               "quarantine"),
+    "silver": (
+        "dim_customers",
+        "dim_pets",
+        "dim_policies",
+        "dim_providers",
+        "fact_claims",
+        "quarantine",
+    ),
     "gold": GOLD_TABLES,
 }
 
@@ -102,12 +108,14 @@ def _sql_path(path: str) -> str:
     return path.replace("'", "''")
 
 
-def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
-                         counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+def render_hot_endpoints(
+    con: duckdb.DuckDBPyConnection, as_of: str | None, counts: dict[str, dict[str, int]]
+) -> dict[str, Any]:
     """The small JSON documents of the hot endpoints (seed 001 §9), from the gold tables
     registered in `con` under their names."""
-    (summary,) = con.sql(
-        """
+    (summary,) = (
+        con.sql(
+            """
         SELECT
             (SELECT count(*) FROM customer_360_view) AS total_customers,
             (SELECT CAST(coalesce(sum(total_pets), 0) AS BIGINT) FROM customer_360_view) AS total_pets,
@@ -127,10 +135,13 @@ def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
             (SELECT coalesce(sum(estimated_revenue), 0) FROM cross_sell_recommendations)
                 AS cross_sell_revenue
         """
-    ).to_arrow_table().to_pylist()
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
     summary["loss_ratio"] = con.sql(
-        "SELECT ratio($paid, $premium)", params={"paid": summary["total_paid"],
-                                                  "premium": summary["premium_earned"]}
+        "SELECT ratio($paid, $premium)",
+        params={"paid": summary["total_paid"], "premium": summary["premium_earned"]},
     ).fetchall()[0][0]
     summary["as_of"] = as_of
     segments = {
@@ -138,7 +149,9 @@ def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
             f"SELECT {dimension} AS name, count(*) AS customers, "
             f"coalesce(sum(lifetime_value), 0) AS lifetime_value "
             f"FROM customer_360_view GROUP BY 1 ORDER BY 1 NULLS LAST"
-        ).to_arrow_table().to_pylist()
+        )
+        .to_arrow_table()
+        .to_pylist()
         for dimension in ("segment", "value_tier", "risk_category")
     }
     kpis = con.sql("SELECT * FROM monthly_kpis ORDER BY year_month").to_arrow_table().to_pylist()
@@ -146,8 +159,12 @@ def render_hot_endpoints(con: duckdb.DuckDBPyConnection, as_of: str | None,
         "layers": counts,
         "quarantined": counts.get("silver", {}).get("quarantine", 0),
     }
-    return {"summary": summary, "kpis": {"months": kpis}, "segments": segments,
-            "pipeline_status": status}
+    return {
+        "summary": summary,
+        "kpis": {"months": kpis},
+        "segments": segments,
+        "pipeline_status": status,
+    }
 
 
 def read_latest(lake: Lake) -> dict[str, Any] | None:
@@ -155,8 +172,9 @@ def read_latest(lake: Lake) -> dict[str, Any] | None:
     return json.loads(lake.files.read_bytes(path)) if lake.files.exists(path) else None
 
 
-def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
-            now: datetime | None = None) -> PublishResult:
+def publish(
+    lake: Lake, *, retention: int = DEFAULT_RETENTION, now: datetime | None = None
+) -> PublishResult:
     """Publish the current gold exports as a snapshot version, unless nothing changed.
 
     The exports are read from files (local, or downloaded once to a temporary file on Azure):
@@ -164,12 +182,17 @@ def publish(lake: Lake, *, retention: int = DEFAULT_RETENTION,
     folder, never held in memory whole (claims_analytics has a row per claim)."""
     now = now or datetime.now(UTC)
     with ExitStack() as stack:
-        exports = {table: stack.enter_context(lake.files.local_copy(lake.export_path(table)))
-                   if lake.files.exists(lake.export_path(table)) else None
-                   for table in GOLD_TABLES}
+        exports = {
+            table: stack.enter_context(lake.files.local_copy(lake.export_path(table)))
+            if lake.files.exists(lake.export_path(table))
+            else None
+            for table in GOLD_TABLES
+        }
         missing = [lake.export_path(t) for t, local in exports.items() if local is None]
         if missing:
-            raise FileNotFoundError(f"gold export {missing[0]} is missing: materialize the exports first")
+            raise FileNotFoundError(
+                f"gold export {missing[0]} is missing: materialize the exports first"
+            )
         return _publish(lake, exports, retention, now)
 
 
@@ -189,13 +212,19 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
             rows[f"{table}.parquet"] = metadata.num_rows
 
         counts = {
-            layer: {t: int(lake.delta_table(lake.table_uri(layer, t)).count())
-                    for t in names if lake.exists(lake.table_uri(layer, t))}
+            layer: {
+                t: int(lake.delta_table(lake.table_uri(layer, t)).count())
+                for t in names
+                if lake.exists(lake.table_uri(layer, t))
+            }
             for layer, names in PIPELINE_TABLES.items()
         }
-        sources = {f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version()
-                   for t in GOLD_TABLES}
-        as_of = (last_write(lake, lake.table_uri("gold", "monthly_kpis")) or {}).get(AS_OF_COMMIT_KEY)
+        sources = {
+            f"gold/{t}": lake.delta_table(lake.table_uri("gold", t)).version() for t in GOLD_TABLES
+        }
+        as_of = (last_write(lake, lake.table_uri("gold", "monthly_kpis")) or {}).get(
+            AS_OF_COMMIT_KEY
+        )
         documents = render_hot_endpoints(con, as_of, counts)
     finally:
         con.close()
@@ -203,8 +232,10 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
         files[f"{name}.json"] = to_json_bytes(document)
         rows[f"{name}.json"] = len(document["months"]) if name == "kpis" else 1
 
-    content = {name: _sha256(data) if isinstance(data, bytes) else file_sha256(data)
-               for name, data in sorted(files.items())}
+    content = {
+        name: _sha256(data) if isinstance(data, bytes) else file_sha256(data)
+        for name, data in sorted(files.items())
+    }
     fingerprint = _sha256(json.dumps(content, sort_keys=True).encode())
     current = current_manifest(lake)
     if current and current.get("content_sha256") == fingerprint:
@@ -218,8 +249,10 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
         "as_of": as_of,
         "content_sha256": fingerprint,
         "source_tables": sources,
-        "files": {name: {"sha256": content[name], "bytes": _size(files[name]), "rows": rows[name]}
-                  for name in sorted(files)},
+        "files": {
+            name: {"sha256": content[name], "bytes": _size(files[name]), "rows": rows[name]}
+            for name in sorted(files)
+        },
     }
     # The version's files first; nobody reads them until latest.json names the version.
     folder = f"{SNAPSHOT_PREFIX}/v/{version}"
@@ -230,11 +263,16 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
             lake.files.put_file(f"{folder}/{name}", data)
     manifest_bytes = to_json_bytes(manifest)
     lake.files.write_bytes(f"{folder}/{MANIFEST}", manifest_bytes)
-    lake.files.write_bytes(f"{SNAPSHOT_PREFIX}/{LATEST}", to_json_bytes({
-        "version": version,
-        "manifest": f"v/{version}/{MANIFEST}",
-        "manifest_sha256": _sha256(manifest_bytes),
-    }))
+    lake.files.write_bytes(
+        f"{SNAPSHOT_PREFIX}/{LATEST}",
+        to_json_bytes(
+            {
+                "version": version,
+                "manifest": f"v/{version}/{MANIFEST}",
+                "manifest_sha256": _sha256(manifest_bytes),
+            }
+        ),
+    )
     return PublishResult(True, version, "published", manifest, prune(lake, retention, now))
 
 
@@ -248,8 +286,11 @@ def current_manifest(lake: Lake) -> dict[str, Any] | None:
 
 def finished_versions(lake: Lake) -> list[str]:
     """Version folders with a manifest, oldest first (the names start with their time)."""
-    return [v for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")
-            if lake.files.exists(f"{SNAPSHOT_PREFIX}/v/{v}/{MANIFEST}")]
+    return [
+        v
+        for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")
+        if lake.files.exists(f"{SNAPSHOT_PREFIX}/v/{v}/{MANIFEST}")
+    ]
 
 
 def prune(lake: Lake, retention: int, now: datetime | None = None) -> list[str]:
@@ -258,7 +299,7 @@ def prune(lake: Lake, retention: int, now: datetime | None = None) -> list[str]:
     latest = read_latest(lake)
     current = latest["version"] if latest else None
     versions = finished_versions(lake)
-    keep = set(versions[-max(retention, 1):]) | {current}
+    keep = set(versions[-max(retention, 1) :]) | {current}
     pruned = [v for v in versions if v not in keep]
     for v in pruned:
         lake.files.delete_prefix(f"{SNAPSHOT_PREFIX}/v/{v}")
@@ -268,8 +309,7 @@ def prune(lake: Lake, retention: int, now: datetime | None = None) -> list[str]:
 
 def _version_time(version: str) -> datetime | None:
     try:
-        return datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(
-            tzinfo=UTC)
+        return datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -283,13 +323,19 @@ def remove_unfinished(lake: Lake, now: datetime | None = None) -> list[str]:
     for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v"):
         folder = f"{SNAPSHOT_PREFIX}/v/{v}"
         started = _version_time(v)
-        if (not lake.files.exists(f"{folder}/{MANIFEST}")
-                and started is not None and started < cutoff):
+        if (
+            not lake.files.exists(f"{folder}/{MANIFEST}")
+            and started is not None
+            and started < cutoff
+        ):
             lake.files.delete_prefix(folder)
             removed.append(folder)
-    folders = [SNAPSHOT_PREFIX, *(f"{SNAPSHOT_PREFIX}/v/{v}" for v in lake.files.list_dirs(
-        f"{SNAPSHOT_PREFIX}/v")), *(lake.export_path(t).rsplit("/", 1)[0] for t in GOLD_TABLES),
-               EXPORT_SOURCES]
+    folders = [
+        SNAPSHOT_PREFIX,
+        *(f"{SNAPSHOT_PREFIX}/v/{v}" for v in lake.files.list_dirs(f"{SNAPSHOT_PREFIX}/v")),
+        *(lake.export_path(t).rsplit("/", 1)[0] for t in GOLD_TABLES),
+        EXPORT_SOURCES,
+    ]
     for folder in folders:
         for info in lake.files.list(folder):
             name = info.path.rsplit("/", 1)[-1]

@@ -57,31 +57,64 @@ _DUCKDB_TRIM_CHARS = (
 # strptime specifiers: the digits DuckDB accepts for each (a year of only zeros excluded), and
 # its place in a canonical 'YYYY-MM-DD HH:MM:SS' that Spark's cast to TIMESTAMP_NTZ validates.
 _STRPTIME_FIELDS = {
-    "Y": (r"(?!0+(?!\d))(\d{1,4})", 0), "m": (r"(\d{1,2})", 1), "d": (r"(\d{1,2})", 2),
-    "H": (r"(\d{1,2})", 3), "M": (r"(\d{1,2})", 4), "S": (r"(\d{1,2})", 5),
+    "Y": (r"(?!0+(?!\d))(\d{1,4})", 0),
+    "m": (r"(\d{1,2})", 1),
+    "d": (r"(\d{1,2})", 2),
+    "H": (r"(\d{1,2})", 3),
+    "M": (r"(\d{1,2})", 4),
+    "S": (r"(\d{1,2})", 5),
 }
-_INTEGER_TYPES = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
-                  exp.DataType.Type.BIGINT}
+_INTEGER_TYPES = {
+    exp.DataType.Type.TINYINT,
+    exp.DataType.Type.SMALLINT,
+    exp.DataType.Type.INT,
+    exp.DataType.Type.BIGINT,
+}
 _FLOAT_TYPES = {exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
 _TIMESTAMP_TYPES = {exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ}
 # Text both DuckDB and Spark cast to the same timestamp, and the wider grammar DuckDB accepts.
-_ISO_TIMESTAMP = (r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
-                  r"(Z|[+-]\d{2}(:?\d{2})?)?)?\z")
+_ISO_TIMESTAMP = (
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+    r"(Z|[+-]\d{2}(:?\d{2})?)?)?\z"
+)
 _DUCKDB_DATE_PART = r"^\s*(\d+)[-/\\ ](\d{1,2})[-/\\ ](\d{1,2})(?:T|\s+)?"
-_DUCKDB_TIMESTAMP = (r"^\s*\d+([-/\\ ])\d{1,2}\1\d{1,2}((T|\s+)\d{1,2}:\d{1,2}(:\d{1,2}(\.\d*)?)?"
-                     r"\s*(Z|UTC|[+-]\d{1,2}(:?\d{2})?)?)?\z")
+_DUCKDB_TIMESTAMP = (
+    r"^\s*\d+([-/\\ ])\d{1,2}\1\d{1,2}((T|\s+)\d{1,2}:\d{1,2}(:\d{1,2}(\.\d*)?)?"
+    r"\s*(Z|UTC|[+-]\d{1,2}(:?\d{2})?)?)?\z"
+)
 # Text Java's Double.parseDouble accepts and DuckDB does not: a d/f type suffix or a hex float.
 _NOT_A_DUCKDB_DOUBLE = r"(?i)^\s*[+-]?(0x|.*[0-9.][df]\s*\z)"
 # A timestamp as written by _to_json's formats: the seconds, the fraction up to its last non-zero
 # digit, then trailing zeros (dropped) and the offset if any, up to the closing quote.
-_SPARK_JSON_TIMESTAMP = (r'("\d{4,}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?=\.\d{6}(?:[+-]\d{2,4})?")'
-                         r'(\.\d*[1-9])?\.?0*((?:[+-]\d{2,4})?")')
+_SPARK_JSON_TIMESTAMP = (
+    r'("\d{4,}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?=\.\d{6}(?:[+-]\d{2,4})?")'
+    r'(\.\d*[1-9])?\.?0*((?:[+-]\d{2,4})?")'
+)
 # Expressions that are lists in DuckDB (so x[i] is a 1-based element, not a character).
-_LIST_EXPRESSIONS = (exp.Array, exp.ArrayFilter, exp.Transform, exp.ArrayAgg, exp.Split,
-                     exp.ArrayConcat, exp.ArraySlice, exp.ArraySort)
+_LIST_EXPRESSIONS = (
+    exp.Array,
+    exp.ArrayFilter,
+    exp.Transform,
+    exp.ArrayAgg,
+    exp.Split,
+    exp.ArrayConcat,
+    exp.ArraySlice,
+    exp.ArraySort,
+)
 # Expressions that are strings in DuckDB (so x[i] and x[a:b] are characters).
-_STRING_EXPRESSIONS = (exp.Right, exp.Left, exp.Substring, exp.RegexpReplace, exp.Lower,
-                       exp.Upper, exp.Trim, exp.DPipe, exp.Concat, exp.ConcatWs, exp.Literal)
+_STRING_EXPRESSIONS = (
+    exp.Right,
+    exp.Left,
+    exp.Substring,
+    exp.RegexpReplace,
+    exp.Lower,
+    exp.Upper,
+    exp.Trim,
+    exp.DPipe,
+    exp.Concat,
+    exp.ConcatWs,
+    exp.Literal,
+)
 
 GOLD = "gold"  # statement kinds: a silver temp table, a shared gold view, a gold table's query
 TABLE = "table"
@@ -140,8 +173,9 @@ def expand_macros(
             raise ValueError(f"{call.sql(READ)}: macro takes {len(macro.params)} arguments")
         expanded = _substitute(macro.body.copy(), dict(zip(macro.params, call.expressions)))
         # A body is an expression; parenthesised so that operator precedence stays the macro's.
-        replacement = (exp.paren(expanded, copy=False) if isinstance(expanded, exp.Binary)
-                       else expanded)
+        replacement = (
+            exp.paren(expanded, copy=False) if isinstance(expanded, exp.Binary) else expanded
+        )
         if call is tree:
             tree = replacement
         else:
@@ -150,8 +184,11 @@ def expand_macros(
 
 
 def _substitute(body: exp.Expression, args: Mapping[str, exp.Expression]) -> exp.Expression:
-    targets = [c for c in body.find_all(exp.Column)
-               if (c.name in args and not c.table) or (c.table in args and not c.args.get("db"))]
+    targets = [
+        c
+        for c in body.find_all(exp.Column)
+        if (c.name in args and not c.table) or (c.table in args and not c.args.get("db"))
+    ]
     for column in targets:
         if not column.table:
             new = args[column.name].copy()
@@ -225,8 +262,9 @@ def _brackets(node: exp.Expression) -> exp.Expression:
     # fails under ANSI for a missing key, so: try_element_at(map(k1, v1, ...), key).
     if isinstance(node, exp.ToMap):
         inner = node.this
-        struct, key = ((inner.this, inner.expressions) if isinstance(inner, exp.Bracket)
-                       else (inner, None))
+        struct, key = (
+            (inner.this, inner.expressions) if isinstance(inner, exp.Bracket) else (inner, None)
+        )
         if not isinstance(struct, exp.Struct):
             raise NotImplementedError(f"MAP over {struct.sql(READ)[:60]}")
         pairs: list[exp.Expression] = []
@@ -262,8 +300,11 @@ def _brackets(node: exp.Expression) -> exp.Expression:
             start, end = _int_literal(index.this), _int_literal(index.expression)
             if start is None or end is None or start < 1 or end < start:
                 raise NotImplementedError(f"string slice {node.sql(READ)}")
-            return exp.Substring(this=value, start=exp.Literal.number(start),
-                                 length=exp.Literal.number(end - start + 1))
+            return exp.Substring(
+                this=value,
+                start=exp.Literal.number(start),
+                length=exp.Literal.number(end - start + 1),
+            )
         return exp.Substring(this=value, start=index, length=exp.Literal.number(1))
     raise NotImplementedError(
         f"{node.sql(READ)}: cannot tell whether {value.sql(READ)[:60]} is a string, list or map"
@@ -275,8 +316,9 @@ def _list_functions(node: exp.Expression) -> exp.Expression:
     # (sqlglot passes list_position through by name, which Spark does not know).
     if _call_name(node) in ("list_position", "list_indexof", "array_position", "array_indexof"):
         haystack, needle = node.expressions
-        return exp.Nullif(this=_fn("array_position", haystack, needle),
-                          expression=exp.Literal.number(0))
+        return exp.Nullif(
+            this=_fn("array_position", haystack, needle), expression=exp.Literal.number(0)
+        )
     return node
 
 
@@ -314,11 +356,20 @@ def _strptime(node: exp.Expression) -> exp.Expression:
     stamp = "{}-{}-{} {}:{}:{}".format(*canonical)
     # Java regex syntax already, so not through _regexp. The year, padded with zeros, then cut
     # back to 4+ digits: Spark casts 4 to 6 digit years and fails on year 0, which is excluded.
-    rebuilt = _fn("regexp_replace",
-                  _fn("regexp_replace", text.copy(), regex.copy(), _string(stamp)),
-                  _string(r"^0*(\d{4,})"), _string("$1"))
-    return exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=text.copy(), expression=regex),
-                                true=_try_cast(rebuilt, "TIMESTAMP_NTZ"))])
+    rebuilt = _fn(
+        "regexp_replace",
+        _fn("regexp_replace", text.copy(), regex.copy(), _string(stamp)),
+        _string(r"^0*(\d{4,})"),
+        _string("$1"),
+    )
+    return exp.Case(
+        ifs=[
+            exp.If(
+                this=exp.RegexpLike(this=text.copy(), expression=regex),
+                true=_try_cast(rebuilt, "TIMESTAMP_NTZ"),
+            )
+        ]
+    )
 
 
 def _regexp(node: exp.Expression) -> exp.Expression:
@@ -341,8 +392,9 @@ def _regexp(node: exp.Expression) -> exp.Expression:
             raise NotImplementedError(f"{node.sql(READ)}: only literal pattern and replacement")
         java_replacement = re.sub(r"\\(\d)", r"$\1", replacement.this.replace("$", r"\$"))
         java_pattern = ("(?i)" if "i" in flags else "") + pattern.this
-        return exp.RegexpReplace(this=node.this, expression=_string(java_pattern),
-                                 replacement=_string(java_replacement))
+        return exp.RegexpReplace(
+            this=node.this, expression=_string(java_pattern), replacement=_string(java_replacement)
+        )
     return node
 
 
@@ -366,12 +418,18 @@ def _casts(node: exp.Expression) -> exp.Expression:
         text = node.this
         iso = exp.RegexpLike(this=text.copy(), expression=_string(_ISO_TIMESTAMP))
         duckdb_form = exp.RegexpLike(this=text.copy(), expression=_string(_DUCKDB_TIMESTAMP))
-        rewritten = _fn("regexp_replace",
-                        _fn("regexp_replace", text.copy(), _string(_DUCKDB_DATE_PART),
-                            _string("000$1-$2-$3 ")),
-                        _string(r"^0*(\d{4,})"), _string("$1"))
-        return exp.Case(ifs=[exp.If(this=iso, true=node),
-                             exp.If(this=duckdb_form, true=_try_cast(rewritten, to.copy()))])
+        rewritten = _fn(
+            "regexp_replace",
+            _fn("regexp_replace", text.copy(), _string(_DUCKDB_DATE_PART), _string("000$1-$2-$3 ")),
+            _string(r"^0*(\d{4,})"),
+            _string("$1"),
+        )
+        return exp.Case(
+            ifs=[
+                exp.If(this=iso, true=node),
+                exp.If(this=duckdb_form, true=_try_cast(rewritten, to.copy())),
+            ]
+        )
     if isinstance(node, exp.TryCast) and to.this in _FLOAT_TYPES:
         # Spark parses text with Java's Double.parseDouble, which also accepts '1.5d' and hex
         # floats that DuckDB rejects.
@@ -385,10 +443,20 @@ def _to_json(node: exp.Expression) -> exp.Expression:
     # DuckDB writes a timestamp as CAST(ts AS VARCHAR) does ('2026-01-05 10:00:00.12+00', the
     # fraction without trailing zeros), Spark in milliseconds: write microseconds, trim the zeros.
     if _call_name(node) == "to_json" and len(node.expressions) == 1:
-        options = _fn("map", *map(_string, (
-            "ignoreNullFields", "false",
-            "timestampFormat", "yyyy-MM-dd HH:mm:ss.SSSSSSx",
-            "timestampNTZFormat", "yyyy-MM-dd HH:mm:ss.SSSSSS")))
+        options = _fn(
+            "map",
+            *map(
+                _string,
+                (
+                    "ignoreNullFields",
+                    "false",
+                    "timestampFormat",
+                    "yyyy-MM-dd HH:mm:ss.SSSSSSx",
+                    "timestampNTZFormat",
+                    "yyyy-MM-dd HH:mm:ss.SSSSSS",
+                ),
+            ),
+        )
         json = _fn("to_json", node.expressions[0], options)
         return _fn("regexp_replace", json, _string(_SPARK_JSON_TIMESTAMP), _string("$1$2$3"))
     return node
@@ -402,8 +470,11 @@ def _row_structs(tree: exp.Expression) -> exp.Expression:
         sources = [select.args.get("from_")] + list(select.args.get("joins") or [])
         aliases = {s.this.alias for s in sources if s is not None and s.this.alias}
         for column in list(select.find_all(exp.Column)):
-            if (not column.table and column.name in aliases
-                    and column.find_ancestor(exp.Select) is select):
+            if (
+                not column.table
+                and column.name in aliases
+                and column.find_ancestor(exp.Select) is select
+            ):
                 row = exp.Column(this=exp.Star(), table=exp.to_identifier(column.name))
                 column.replace(exp.Struct(expressions=[row]))
     return tree
@@ -421,8 +492,9 @@ def _eliminate_qualify(tree: exp.Expression) -> exp.Expression:
             raise NotImplementedError("QUALIFY with ORDER BY/LIMIT/DISTINCT")
         select.set("qualify", None)
         select.select(exp.alias_(qualify.this, "_qualify"), copy=False)
-        outer = sqlglot.parse_one("SELECT * EXCLUDE (_qualify) FROM _inner WHERE _qualify",
-                                  read=READ)
+        outer = sqlglot.parse_one(
+            "SELECT * EXCLUDE (_qualify) FROM _inner WHERE _qualify", read=READ
+        )
         inner_with = select.args.get("with_")
         select.set("with_", None)
         alias = exp.TableAlias(this=exp.to_identifier("_qualified"))
@@ -441,7 +513,13 @@ def _eliminate_qualify(tree: exp.Expression) -> exp.Expression:
 # transform is one pass over the tree as the earlier passes left it; _casts runs before
 # _strptime so that the casts _strptime writes (already Spark-exact) are not guarded again.
 _NODE_TRANSFORMS: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
-    _trim, _casts, _strptime, _regexp, _to_json, _list_functions, _brackets,
+    _trim,
+    _casts,
+    _strptime,
+    _regexp,
+    _to_json,
+    _list_functions,
+    _brackets,
 )
 
 
@@ -480,9 +558,7 @@ def translate(sql: str, as_of: dt.date) -> list[str]:
     return [to_spark(tree, variables(as_of)) for tree in sqlglot.parse(sql, read=READ) if tree]
 
 
-def translate_file(
-    name: str, as_of: dt.date, *, gold_table: str | None = None
-) -> list[Statement]:
+def translate_file(name: str, as_of: dt.date, *, gold_table: str | None = None) -> list[Statement]:
     """The statements of sql/<name>.sql as Spark SQL. A CREATE TEMP TABLE/VIEW becomes its query;
     a bare SELECT (a gold table's file) is named after `gold_table`."""
     values = variables(as_of)
@@ -554,8 +630,9 @@ def bronze_spark_schema(bronze_table: str):
             return T.TimestampType() if t.tz else T.TimestampNTZType()
         raise TypeError(f"bronze column type {t} has no Spark mapping here")
 
-    return T.StructType([T.StructField(f.name, spark_type(f.type), True)
-                         for f in bronze_schema(entity)])
+    return T.StructType(
+        [T.StructField(f.name, spark_type(f.type), True) for f in bronze_schema(entity)]
+    )
 
 
 def register_bronze(spark: SparkSession, bronze_paths: Mapping[str, Sequence[str]]) -> None:
@@ -567,8 +644,11 @@ def register_bronze(spark: SparkSession, bronze_paths: Mapping[str, Sequence[str
         name = entity.bronze_table
         schema = bronze_spark_schema(name)
         paths = list(bronze_paths.get(name, ()))
-        frame = (spark.read.schema(schema).parquet(*paths) if paths
-                 else spark.createDataFrame([], schema))
+        frame = (
+            spark.read.schema(schema).parquet(*paths)
+            if paths
+            else spark.createDataFrame([], schema)
+        )
         frame.createOrReplaceTempView(name)
 
 

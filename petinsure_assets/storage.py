@@ -52,8 +52,9 @@ class LakeConfigError(StorageError):
 
 
 _SECRETS: set[str] = set()
-_SIGNATURE = re.compile(r"(sig|se|sp|sv|skoid|sktid|AccountKey|SharedAccessSignature)=[^&;\s'\"]+",
-                        re.IGNORECASE)
+_SIGNATURE = re.compile(
+    r"(sig|se|sp|sv|skoid|sktid|AccountKey|SharedAccessSignature)=[^&;\s'\"]+", re.IGNORECASE
+)
 
 
 def register_secret(value: str | None) -> None:
@@ -68,8 +69,14 @@ def redact(text: str) -> str:
     return _SIGNATURE.sub(lambda m: f"{m.group(1)}=***", text)
 
 
-def with_retries(what: str, fn: Callable[[], T], *, transient: Callable[[Exception], bool],
-                 attempts: int = RETRY_ATTEMPTS, log: Callable[[str], None] | None = None) -> T:
+def with_retries(
+    what: str,
+    fn: Callable[[], T],
+    *,
+    transient: Callable[[Exception], bool],
+    attempts: int = RETRY_ATTEMPTS,
+    log: Callable[[str], None] | None = None,
+) -> T:
     """Call `fn`; retry transient failures with exponential backoff, `attempts` times at most."""
     for attempt in range(1, attempts + 1):
         try:
@@ -82,7 +89,9 @@ def with_retries(what: str, fn: Callable[[], T], *, transient: Callable[[Excepti
                 raise StorageError(f"{what} failed after {attempt} attempt(s): {reason}") from None
             wait = RETRY_BASE_SECONDS * 2 ** (attempt - 1)
             if log:
-                log(f"{what}: transient failure ({type(e).__name__}), retry {attempt} in {wait:.1f} s")
+                log(
+                    f"{what}: transient failure ({type(e).__name__}), retry {attempt} in {wait:.1f} s"
+                )
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -152,8 +161,9 @@ class LeaseLock:
         self._renewer: threading.Thread | None = None
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        return with_retries(f"{what} the lake's writer lock {self.describe()}", fn,
-                            transient=azure_transient)
+        return with_retries(
+            f"{what} the lake's writer lock {self.describe()}", fn, transient=azure_transient
+        )
 
     def try_acquire(self) -> bool:
         from azure.core.exceptions import HttpResponseError
@@ -169,8 +179,9 @@ class LeaseLock:
         def acquire() -> bool:
             # This process's own lease id: a lease whose release failed (storage unreachable at
             # the end of a run) is taken again at once by the same process, not waited out.
-            lease = BlobLeaseClient(self.blob, lease_id=_PROCESS_LEASE_IDS.setdefault(
-                os.getpid(), str(uuid.uuid4())))
+            lease = BlobLeaseClient(
+                self.blob, lease_id=_PROCESS_LEASE_IDS.setdefault(os.getpid(), str(uuid.uuid4()))
+            )
             try:
                 lease.acquire(lease_duration=self.lease_seconds)
             except HttpResponseError as e:
@@ -194,12 +205,16 @@ class LeaseLock:
             try:
                 self._lease.renew()
             except Exception as e:
-                self.log(f"renewing the lease on the lake's writer lock {self.describe()} failed "
-                         f"({redact(f'{type(e).__name__}: {e}')[:300]}); it expires "
-                         f"{self.lease_seconds} s after the last renewal")
+                self.log(
+                    f"renewing the lease on the lake's writer lock {self.describe()} failed "
+                    f"({redact(f'{type(e).__name__}: {e}')[:300]}); it expires "
+                    f"{self.lease_seconds} s after the last renewal"
+                )
 
     def write_holder(self, data: bytes) -> None:
-        self._call("writing", lambda: self.blob.upload_blob(data, overwrite=True, lease=self._lease))
+        self._call(
+            "writing", lambda: self.blob.upload_blob(data, overwrite=True, lease=self._lease)
+        )
 
     def read_holder(self) -> bytes:
         try:
@@ -220,8 +235,10 @@ class LeaseLock:
         try:
             lease.release()
         except Exception as e:  # the lease then expires by itself
-            self.log(f"releasing the lake's writer lock {self.describe()} failed "
-                     f"({type(e).__name__}); it expires within {self.lease_seconds} s")
+            self.log(
+                f"releasing the lake's writer lock {self.describe()} failed "
+                f"({type(e).__name__}); it expires within {self.lease_seconds} s"
+            )
 
     def describe(self) -> str:
         return f"{self.blob.container_name}/{self.blob.blob_name}"
@@ -294,15 +311,24 @@ class LocalFiles:
                     continue
                 if e.is_symlink() and not self._inside_layer(path):
                     st = e.stat(follow_symlinks=False)
-                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns, refused=(
-                        f"symbolic link pointing outside {path.split('/', 1)[0]}/ (not followed)")))
+                    out.append(
+                        FileInfo(
+                            path,
+                            st.st_size,
+                            st.st_mtime_ns,
+                            refused=(
+                                f"symbolic link pointing outside {path.split('/', 1)[0]}/ (not followed)"
+                            ),
+                        )
+                    )
                 elif e.is_file():
                     st = e.stat()
                     out.append(FileInfo(path, st.st_size, st.st_mtime_ns))
                 else:
                     st = e.stat(follow_symlinks=False)
-                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns,
-                                        refused="not a regular file"))
+                    out.append(
+                        FileInfo(path, st.st_size, st.st_mtime_ns, refused="not a regular file")
+                    )
         return out
 
     def list_dirs(self, prefix: str) -> list[str]:
@@ -334,7 +360,8 @@ class LocalFiles:
                     raise
                 if not self._inside_layer(path):  # a link (checked only then: it costs)
                     raise StorageError(
-                        f"{path} leads outside {path.split('/', 1)[0]}/; not read") from None
+                        f"{path} leads outside {path.split('/', 1)[0]}/; not read"
+                    ) from None
                 fd = os.open(target, os.O_RDONLY)
             with open(fd, "rb") as source:
                 st = os.fstat(source.fileno())
@@ -402,8 +429,9 @@ class AzureFiles:
                 if getattr(item, "size", None) is None:  # a "folder" prefix
                     continue
                 modified = item.last_modified.timestamp() if item.last_modified else 0
-                out.append(FileInfo(f"{prefix.split('/')[0]}/{item.name}", item.size,
-                                    int(modified * 1e9)))
+                out.append(
+                    FileInfo(f"{prefix.split('/')[0]}/{item.name}", item.size, int(modified * 1e9))
+                )
             return out
 
         return self._call(f"listing {container}/{start}", run)
@@ -414,21 +442,27 @@ class AzureFiles:
         start = rest.rstrip("/") + "/"
 
         def run():
-            return sorted(item.name[len(start):].rstrip("/")
-                          for item in client.walk_blobs(name_starts_with=start, delimiter="/")
-                          if getattr(item, "size", None) is None)
+            return sorted(
+                item.name[len(start) :].rstrip("/")
+                for item in client.walk_blobs(name_starts_with=start, delimiter="/")
+                if getattr(item, "size", None) is None
+            )
 
         return self._call(f"listing {container}/{start}", run)
 
     def exists(self, path: str) -> bool:
         container, rest = self._split(path)
-        return self._call(f"checking {container}/{rest}",
-                          lambda: self.service.get_blob_client(container, rest).exists())
+        return self._call(
+            f"checking {container}/{rest}",
+            lambda: self.service.get_blob_client(container, rest).exists(),
+        )
 
     def read_bytes(self, path: str) -> bytes:
         container, rest = self._split(path)
-        return self._call(f"reading {container}/{rest}",
-                          lambda: self.service.get_blob_client(container, rest).download_blob().readall())
+        return self._call(
+            f"reading {container}/{rest}",
+            lambda: self.service.get_blob_client(container, rest).download_blob().readall(),
+        )
 
     @contextlib.contextmanager
     def local_copy(self, path: str) -> Iterator[str]:
@@ -465,8 +499,10 @@ class AzureFiles:
     def write_bytes(self, path: str, data: bytes) -> None:
         """One blob upload: Azure replaces a blob atomically."""
         container, rest = self._split(path)
-        self._call(f"writing {container}/{rest}", lambda: self.service.get_blob_client(
-            container, rest).upload_blob(data, overwrite=True))
+        self._call(
+            f"writing {container}/{rest}",
+            lambda: self.service.get_blob_client(container, rest).upload_blob(data, overwrite=True),
+        )
 
     def put_file(self, path: str, local_file: str) -> None:
         container, rest = self._split(path)
@@ -501,15 +537,22 @@ class AzureFiles:
         total = 0
         for container in self.containers.values():
             client = self.service.get_container_client(container)
-            total += self._call(f"sizing {container}", lambda c=client: sum(b.size for b in c.list_blobs()))
+            total += self._call(
+                f"sizing {container}", lambda c=client: sum(b.size for b in c.list_blobs())
+            )
         return total
 
     def describe(self) -> str:
         return f"storage account {self.account} (containers {', '.join(self.containers.values())})"
 
-    def writer_lock(self, lease_seconds: int, log: Callable[[str], None] | None = None) -> LeaseLock:
-        return LeaseLock(self.service.get_blob_client(self.containers[WRITER_LOCK_LAYER],
-                                                      WRITER_LOCK_NAME), lease_seconds, log)
+    def writer_lock(
+        self, lease_seconds: int, log: Callable[[str], None] | None = None
+    ) -> LeaseLock:
+        return LeaseLock(
+            self.service.get_blob_client(self.containers[WRITER_LOCK_LAYER], WRITER_LOCK_NAME),
+            lease_seconds,
+            log,
+        )
 
 
 def azure_transient(e: Exception) -> bool:
@@ -537,6 +580,21 @@ def delta_transient(e: Exception) -> bool:
     text = str(e).lower()
     if any(s in text for s in ("authoriz", "authenticat", "forbidden", "403", "not found", "404")):
         return False
-    return any(s in text for s in ("connect", "timed out", "timeout", "broken pipe", "reset",
-                                   "500", "502", "503", "504", "error sending request", "io error",
-                                   "generic", "dns"))
+    return any(
+        s in text
+        for s in (
+            "connect",
+            "timed out",
+            "timeout",
+            "broken pipe",
+            "reset",
+            "500",
+            "502",
+            "503",
+            "504",
+            "error sending request",
+            "io error",
+            "generic",
+            "dns",
+        )
+    )

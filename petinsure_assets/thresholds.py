@@ -49,7 +49,12 @@ THRESHOLDS: dict[str, int | float] = {
 # API's filters accept exactly these.
 VALUE_TIERS = ("Platinum", "Gold", "Silver", "Bronze")
 RISK_CATEGORIES = ("Low", "Medium", "High", "Critical")
-CROSS_SELL_RECOMMENDATIONS = ("Insure Additional Pet", "Wellness Add-on", "Dental Coverage", "Plan Upgrade")
+CROSS_SELL_RECOMMENDATIONS = (
+    "Insure Additional Pet",
+    "Wellness Add-on",
+    "Dental Coverage",
+    "Plan Upgrade",
+)
 CROSS_SELL_PRIORITIES = ("High", "Medium", "Low")
 
 # Accepted values the silver SQL maps onto (contracts.py is their one definition).

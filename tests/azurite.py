@@ -24,8 +24,20 @@ def install() -> Path:
         if shutil.which("npm") is None:
             raise RuntimeError("npm is needed to install Azurite for the Azure tests")
         INSTALL_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(INSTALL_DIR), "--no-audit", "--no-fund",
-                        "--loglevel=error", f"azurite@{AZURITE_VERSION}"], check=True, timeout=600)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(INSTALL_DIR),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"azurite@{AZURITE_VERSION}",
+            ],
+            check=True,
+            timeout=600,
+        )
     return binary
 
 
@@ -49,10 +61,22 @@ class Azurite:
     def start(self) -> Azurite:
         self.location.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-             "--location", str(self.location), "--disableTelemetry", "--skipApiVersionCheck",
-             "--loose", "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(self.binary),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.location),
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -79,7 +103,9 @@ class Azurite:
     def service(self):
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(self.endpoint, credential={"account_name": ACCOUNT, "account_key": KEY})
+        return BlobServiceClient(
+            self.endpoint, credential={"account_name": ACCOUNT, "account_key": KEY}
+        )
 
     def create_containers(self, names=("raw", "bronze", "silver", "gold")) -> None:
         service = self.service()

@@ -25,8 +25,14 @@ from tests.test_checks import GOOD_CLAIMS, write_base
 from tests.test_pipeline import AS_OF
 from tests.test_serving import add_uninsured_pet
 
-GOLD = ("customer_360_view", "risk_scoring", "claims_analytics", "monthly_kpis",
-        "provider_performance", "cross_sell_recommendations")
+GOLD = (
+    "customer_360_view",
+    "risk_scoring",
+    "claims_analytics",
+    "monthly_kpis",
+    "provider_performance",
+    "cross_sell_recommendations",
+)
 
 
 @pytest.fixture
@@ -64,17 +70,25 @@ def upload_raw(azurite: Azurite, reference: LakeFixture) -> None:
     container = azurite.service().get_container_client("raw")
     for path in sorted(raw.rglob("*")):
         if path.is_file():
-            container.upload_blob(path.relative_to(raw).as_posix(), path.read_bytes(), overwrite=True)
+            container.upload_blob(
+                path.relative_to(raw).as_posix(), path.read_bytes(), overwrite=True
+            )
 
 
 def storage_options(azurite: Azurite) -> dict:
-    return {"account_name": ACCOUNT, "account_key": KEY, "endpoint": azurite.endpoint,
-            "allow_http": "true"}
+    return {
+        "account_name": ACCOUNT,
+        "account_key": KEY,
+        "endpoint": azurite.endpoint,
+        "allow_http": "true",
+    }
 
 
 def read_azure(azurite: Azurite, container: str, table: str) -> list[dict]:
     """Independently of the product: deltalake + DuckDB straight on the Azurite blobs."""
-    dataset = DeltaTable(f"az://{container}/{table}", storage_options=storage_options(azurite)).to_pyarrow_dataset()
+    dataset = DeltaTable(
+        f"az://{container}/{table}", storage_options=storage_options(azurite)
+    ).to_pyarrow_dataset()
     con = duckdb.connect()
     try:
         con.register("t", dataset)
@@ -86,9 +100,13 @@ def read_azure(azurite: Azurite, container: str, table: str) -> list[dict]:
 def read_only_sas(container: str = "gold") -> str:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    return generate_container_sas(ACCOUNT, container, account_key=KEY,
-                                  permission=ContainerSasPermissions(read=True, list=True),
-                                  expiry=datetime.now(UTC) + timedelta(hours=1))
+    return generate_container_sas(
+        ACCOUNT,
+        container,
+        account_key=KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
 
 
 def test_whole_graph_on_azurite_matches_the_local_lake(azurite, reference, monkeypatch):
@@ -96,8 +114,10 @@ def test_whole_graph_on_azurite_matches_the_local_lake(azurite, reference, monke
     upload_raw(azurite, reference)
     summary = run_refresh(None, as_of=AS_OF, log_level="WARNING")
     assert summary.success, summary.render()
-    assert summary.rows == {k: v for k, v in run_refresh(
-        str(reference.root), as_of=AS_OF, log_level="WARNING").rows.items()}
+    assert summary.rows == {
+        k: v
+        for k, v in run_refresh(str(reference.root), as_of=AS_OF, log_level="WARNING").rows.items()
+    }
 
     for table in GOLD:
         assert read_azure(azurite, "gold", table) == reference.rows("gold", table), table
@@ -133,8 +153,9 @@ def test_wrong_key_and_missing_container_fail_fast_and_clearly(azurite, monkeypa
     assert f"storage account '{ACCOUNT}' refused the credential" in str(bad_key.value)
     assert wrong not in str(bad_key.value)
 
-    lake = azure_lake(ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint,
-                      containers={"gold": "gold-missing"})
+    lake = azure_lake(
+        ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint, containers={"gold": "gold-missing"}
+    )
     with pytest.raises(LakeConfigError) as missing:
         verify(lake)
     assert "container 'gold-missing' (the gold layer) does not exist" in str(missing.value)
@@ -150,10 +171,13 @@ def test_secrets_never_reach_the_event_log_or_the_logs(azurite, reference, monke
     from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
     upload_raw(azurite, reference)
-    sas = generate_account_sas(ACCOUNT, KEY, ResourceTypes(service=True, container=True, object=True),
-                               AccountSasPermissions(read=True, write=True, delete=True, list=True,
-                                                     add=True, create=True),
-                               expiry=datetime.now(UTC) + timedelta(hours=1))
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0][4:]
     secrets = {"key": KEY, "sas": sas, "sas signature": signature}
     records = []
@@ -179,30 +203,48 @@ def test_secrets_never_reach_the_event_log_or_the_logs(azurite, reference, monke
         assert secret not in haystack, f"the {name} leaked"
 
 
-def test_azurite_stopped_mid_run_fails_cleanly_and_a_rerun_converges(azurite, reference, monkeypatch,
-                                                                     tmp_path):
+def test_azurite_stopped_mid_run_fails_cleanly_and_a_rerun_converges(
+    azurite, reference, monkeypatch, tmp_path
+):
     use_azurite(monkeypatch, azurite)
     upload_raw(azurite, reference)
     silver = azurite.service().get_container_client("silver")
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault(
-        "summary", run_refresh(None, as_of=AS_OF, log_level="WARNING")))
+    thread = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "summary", run_refresh(None, as_of=AS_OF, log_level="WARNING")
+        )
+    )
     thread.start()
     deadline = time.time() + 120
     while time.time() < deadline and not any(
-            b.name.startswith("fact_claims/_delta_log/") for b in silver.list_blobs()):
+        b.name.startswith("fact_claims/_delta_log/") for b in silver.list_blobs()
+    ):
         time.sleep(0.05)
     azurite.stop()  # silver is being written, gold is not: the middle of the run
     thread.join(timeout=600)
     assert not outcome["summary"].success
-    assert any("failed after" in f or "StorageError" in f for f in outcome["summary"].failures), \
+    assert any("failed after" in f or "StorageError" in f for f in outcome["summary"].failures), (
         outcome["summary"].failures
+    )
 
     azurite.start()
     # Nothing half-committed: every table that exists opens and reads whole.
-    for container, tables in (("bronze", [f"{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")]),
-                              ("silver", ["dim_customers", "dim_pets", "dim_policies", "dim_providers", "fact_claims", "quarantine"]),
-                              ("gold", list(GOLD))):
+    for container, tables in (
+        ("bronze", [f"{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")]),
+        (
+            "silver",
+            [
+                "dim_customers",
+                "dim_pets",
+                "dim_policies",
+                "dim_providers",
+                "fact_claims",
+                "quarantine",
+            ],
+        ),
+        ("gold", list(GOLD)),
+    ):
         for table in tables:
             uri = f"az://{container}/{table}"
             if DeltaTable.is_deltatable(uri, storage_options=storage_options(azurite)):

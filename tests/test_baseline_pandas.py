@@ -21,8 +21,13 @@ from tests.test_rules_by_hand import AS_OF, built_v2  # noqa: F401 (fixture)
 
 GOLD_KEYS = {t.name: t.key for t in GOLD_TABLES}
 # Doubles the product rounds: compared after rounding to their stated decimals.
-ROUNDED = {"loss_ratio": 4, "approval_rate": 4, "reimbursement_rate": 4,
-           "avg_processing_days": 2, "claims_growth_pct": 2}
+ROUNDED = {
+    "loss_ratio": 4,
+    "approval_rate": 4,
+    "reimbursement_rate": 4,
+    "avg_processing_days": 2,
+    "claims_growth_pct": 2,
+}
 
 
 def normalise(column: str, value):
@@ -76,14 +81,20 @@ def assert_gold_equal(product, counts: dict, out, table: str, may_be_empty: bool
     assert [tuple(r[k] for k in key) for r in got] == [tuple(r[k] for k in key) for r in expected]
     mismatches = [
         (tuple(e[k] for k in key), col, g[col], e[col])
-        for g, e in zip(got, expected) for col in e if g[col] != e[col]
+        for g, e in zip(got, expected)
+        for col in e
+        if g[col] != e[col]
     ]
-    assert not mismatches, f"{table}: {len(mismatches)} values differ, first ones: {mismatches[:10]}"
+    assert not mismatches, (
+        f"{table}: {len(mismatches)} values differ, first ones: {mismatches[:10]}"
+    )
 
 
 def product_count(demo_lake, layer: str, table: str) -> int:
     lake = demo_lake.lake
-    return lake.read(lake.table_uri(layer, table), "SELECT count(*) AS n FROM t").to_pylist()[0]["n"]
+    return lake.read(lake.table_uri(layer, table), "SELECT count(*) AS n FROM t").to_pylist()[0][
+        "n"
+    ]
 
 
 def test_silver_counts_equal_the_product(demo_lake, baseline):
@@ -97,17 +108,21 @@ def test_quarantine_by_entity_and_reason_equals_the_product(demo_lake):
     got = silver["quarantine"].groupby(["entity", "reason"]).size().to_dict()
     product = demo_lake.lake.read(
         demo_lake.lake.table_uri("silver", "quarantine"),
-        "SELECT entity, reason, count(*) AS n FROM t GROUP BY ALL").to_pylist()
+        "SELECT entity, reason, count(*) AS n FROM t GROUP BY ALL",
+    ).to_pylist()
     expected = {(r["entity"], r["reason"]): r["n"] for r in product}
     assert len(expected) >= 6, "the demo lake should exercise most quarantine reasons"
     assert got == expected
     # Same records quarantined, not only the same counts.
     product_keys = demo_lake.lake.read(
         demo_lake.lake.table_uri("silver", "quarantine"),
-        "SELECT entity, reason, source_file, source_line FROM t ORDER BY ALL").to_pylist()
-    got_keys = (silver["quarantine"][["entity", "reason", "source_file", "source_line"]]
-                .sort_values(["entity", "reason", "source_file", "source_line"])
-                .to_dict("records"))
+        "SELECT entity, reason, source_file, source_line FROM t ORDER BY ALL",
+    ).to_pylist()
+    got_keys = (
+        silver["quarantine"][["entity", "reason", "source_file", "source_line"]]
+        .sort_values(["entity", "reason", "source_file", "source_line"])
+        .to_dict("records")
+    )
     assert [tuple(r.values()) for r in got_keys] == [tuple(r.values()) for r in product_keys]
 
 
@@ -124,10 +139,16 @@ def test_hostile_records_give_the_products_quarantine_and_gold(request, fixture,
     product = product[0] if isinstance(product, tuple) else product
     as_of = datetime.date.fromisoformat(AS_OF)
     counts = pandas_notebooks.run(str(product.root), as_of, str(tmp_path))
-    expected = sorted(tuple(r.values()) for r in product.lake.read(
-        product.lake.table_uri("silver", "quarantine"),
-        "SELECT entity, record_key, reason, source_file, source_line FROM t").to_pylist())
-    assert quarantine_rows(pandas_notebooks.build_silver(str(product.root))["quarantine"]) == expected
+    expected = sorted(
+        tuple(r.values())
+        for r in product.lake.read(
+            product.lake.table_uri("silver", "quarantine"),
+            "SELECT entity, record_key, reason, source_file, source_line FROM t",
+        ).to_pylist()
+    )
+    assert (
+        quarantine_rows(pandas_notebooks.build_silver(str(product.root))["quarantine"]) == expected
+    )
     for table in pandas_notebooks.SILVER_TABLES:
         assert counts[table] == product_count(product, "silver", table), table
     for table in sorted(GOLD_KEYS):

@@ -25,8 +25,12 @@ def test_layer_of_every_step_kind():
 
 def test_harness_end_to_end_writes_every_figure(tmp_path):
     report = tmp_path / "performance.md"
-    assert bench.main(["--claims", str(CLAIMS), "--work", str(tmp_path / "work"),
-                       "--report", str(report)]) == 0
+    assert (
+        bench.main(
+            ["--claims", str(CLAIMS), "--work", str(tmp_path / "work"), "--report", str(report)]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "work" / "results" / f"{CLAIMS}.json").read_text())
 
     # Every layer ran its steps and has every figure.
@@ -45,16 +49,29 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
         baseline = result["baselines"][name]
         assert baseline["status"] == "same gold", (name, baseline)
         comparison = baseline["comparison"]
-        assert set(comparison) == {"customer_360_view", "risk_scoring", "claims_analytics",
-                                   "monthly_kpis", "provider_performance",
-                                   "cross_sell_recommendations"}
-        assert comparison["claims_analytics"]["product_rows"] == refresh["rows"]["gold.claims_analytics"]
+        assert set(comparison) == {
+            "customer_360_view",
+            "risk_scoring",
+            "claims_analytics",
+            "monthly_kpis",
+            "provider_performance",
+            "cross_sell_recommendations",
+        }
+        assert (
+            comparison["claims_analytics"]["product_rows"]
+            == refresh["rows"]["gold.claims_analytics"]
+        )
         assert all(c["differing_rows"] == 0 for c in comparison.values())
 
     assert result["client"]["cold_load_s"] > 0 and result["client"]["warm_read_s"] > 0
     stages = result["incremental"]["stages"]
-    assert list(stages) == ["raw sensor tick", "refresh run (bronze to exports)",
-                            "exports sensor tick", "snapshot run", "snapshot client cold read"]
+    assert list(stages) == [
+        "raw sensor tick",
+        "refresh run (bronze to exports)",
+        "exports sensor tick",
+        "snapshot run",
+        "snapshot client cold read",
+    ]
 
     # The report: machine, date, a row per layer with every figure, ratios against both baselines.
     text = report.read_text()

@@ -42,9 +42,20 @@ def good_lake(tmp_path_factory) -> LakeFixture:
     lake = LakeFixture(tmp_path_factory.mktemp("checks") / "lake")
     write_base(lake, GOOD_CLAIMS)
     # An insured customer's second, uninsured pet: a cross-sell recommendation to check.
-    lake.write_raw("pets", "PET-3_20250101_000000_000000.json", json.dumps({
-        "pet_id": "PET-3", "customer_id": "CUST-1", "pet_name": "Kit", "species": "Cat",
-        "is_active": "true", "updated_at": "2025-01-01T00:00:00"}))
+    lake.write_raw(
+        "pets",
+        "PET-3_20250101_000000_000000.json",
+        json.dumps(
+            {
+                "pet_id": "PET-3",
+                "customer_id": "CUST-1",
+                "pet_name": "Kit",
+                "species": "Cat",
+                "is_active": "true",
+                "updated_at": "2025-01-01T00:00:00",
+            }
+        ),
+    )
     lake.refresh(as_of=AS_OF)
     assert all(lake.rows("gold", t) for t in ("cross_sell_recommendations", "monthly_kpis"))
     return lake
@@ -52,8 +63,11 @@ def good_lake(tmp_path_factory) -> LakeFixture:
 
 def test_every_check_passes_on_good_data(good_lake: LakeFixture):
     for table, checks in TABLE_CHECKS.items():
-        failed = [(o.check.name, o.failing_rows) for o in evaluate(good_lake.lake, table, checks)
-                  if not o.passed]
+        failed = [
+            (o.check.name, o.failing_rows)
+            for o in evaluate(good_lake.lake, table, checks)
+            if not o.passed
+        ]
         assert failed == [], table
 
 
@@ -61,8 +75,12 @@ def _rewrite(lake: Lake, table: str, sql: str) -> None:
     """Replace a Delta table by `sql` over its current content (`t`, with a row number `rn`)."""
     layer, name = table.split("/")
     uri = lake.table_uri(layer, name)
-    data = lake.read(uri, f"SELECT * EXCLUDE (rn) FROM ({sql}) ORDER BY ALL".replace(
-        "FROM t", "FROM (SELECT *, row_number() OVER () AS rn FROM t)"))
+    data = lake.read(
+        uri,
+        f"SELECT * EXCLUDE (rn) FROM ({sql}) ORDER BY ALL".replace(
+            "FROM t", "FROM (SELECT *, row_number() OVER () AS rn FROM t)"
+        ),
+    )
     lake.write(uri, data, mode="overwrite")
 
 
@@ -71,16 +89,28 @@ def _break(lake: Lake, table: str, check: Check) -> str:
     table that was changed."""
     c = check.column
     if check.kind == "not_null":
-        _rewrite(lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN NULL ELSE {c} END AS {c}) FROM t")
+        _rewrite(
+            lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN NULL ELSE {c} END AS {c}) FROM t"
+        )
     elif check.kind == "unique":
         _rewrite(lake, table, "SELECT * FROM t UNION ALL (SELECT * FROM t WHERE rn = 1)")
     elif check.kind in ("foreign_key", "accepted", "format"):
-        _rewrite(lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN 'BOGUS-1' ELSE {c} END AS {c}) FROM t")
+        _rewrite(
+            lake,
+            table,
+            f"SELECT * REPLACE (CASE WHEN rn = 1 THEN 'BOGUS-1' ELSE {c} END AS {c}) FROM t",
+        )
     elif check.kind == "range":
-        _rewrite(lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN -1 ELSE {c} END AS {c}) FROM t")
+        _rewrite(
+            lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN -1 ELSE {c} END AS {c}) FROM t"
+        )
     elif check.kind == "paid_not_above_claimed":
-        _rewrite(lake, table, "SELECT * REPLACE (CASE WHEN rn = 1 THEN claim_amount + 1 ELSE paid_amount END"
-                              " AS paid_amount) FROM t")
+        _rewrite(
+            lake,
+            table,
+            "SELECT * REPLACE (CASE WHEN rn = 1 THEN claim_amount + 1 ELSE paid_amount END"
+            " AS paid_amount) FROM t",
+        )
     elif check.kind == "no_missing_month":
         _rewrite(lake, table, "SELECT * FROM t WHERE year_month <> '2025-03'")
     elif check.kind == "every_present":
@@ -99,8 +129,9 @@ def _break(lake: Lake, table: str, check: Check) -> str:
 
 
 @pytest.mark.parametrize("table,check", ALL_CHECKS, ids=[f"{t}:{c.name}" for t, c in ALL_CHECKS])
-def test_each_check_fails_on_data_that_breaks_it(good_lake: LakeFixture, tmp_path: Path, table: str,
-                                                 check: Check):
+def test_each_check_fails_on_data_that_breaks_it(
+    good_lake: LakeFixture, tmp_path: Path, table: str, check: Check
+):
     copy = tmp_path / "lake"
     shutil.copytree(good_lake.root, copy, ignore=shutil.ignore_patterns("raw"))
     lake = Lake(root=str(copy))
@@ -128,11 +159,16 @@ def _silver_forgets_to_map_claim_statuses(monkeypatch) -> None:
 
     mapped = "canonical(status, getvariable('accepted_claim_statuses')) AS status"
     assert mapped in sql_text("silver/fact_claims")
-    monkeypatch.setattr(silver, "sql_text", lambda name: sql_text(name).replace(
-        mapped, "clean_text(status) AS status"))
+    monkeypatch.setattr(
+        silver,
+        "sql_text",
+        lambda name: sql_text(name).replace(mapped, "clean_text(status) AS status"),
+    )
 
 
-def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(lake: LakeFixture, monkeypatch):
+def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(
+    lake: LakeFixture, monkeypatch
+):
     _silver_forgets_to_map_claim_statuses(monkeypatch)
     write_base(lake, [claim("CLM-1", "2025-02-10", "200.00", "150.00", status="Lost")])
     instance = dg.DagsterInstance.ephemeral()
@@ -152,56 +188,141 @@ def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(lake: Lake
 
     # The code is fixed and a later version of the claim arrives; bronze and silver (and their
     # checks) are refreshed, the gate passes, and automation now asks for the gold tables.
-    lake.write_raw("claims", "CLM-1_20250301_000000_000000.json", json.dumps(
-        {**json.loads(claim("CLM-1", "2025-02-10", "200.00", "150.00")),
-         "updated_at": "2025-03-01T00:00:00"}))
+    lake.write_raw(
+        "claims",
+        "CLM-1_20250301_000000_000000.json",
+        json.dumps(
+            {
+                **json.loads(claim("CLM-1", "2025-02-10", "200.00", "150.00")),
+                "updated_at": "2025-03-01T00:00:00",
+            }
+        ),
+    )
     job = defs.resolve_job_def("refresh_all")
     fixed = job.execute_in_process(
         instance=instance,
-        asset_selection=[k for k in defs.resolve_asset_graph().get_all_asset_keys()
-                         if k.path[0] in ("bronze", "silver")],
+        asset_selection=[
+            k
+            for k in defs.resolve_asset_graph().get_all_asset_keys()
+            if k.path[0] in ("bronze", "silver")
+        ],
         run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}},
     )
     assert fixed.success
     assert _latest_check(instance, ["silver", "fact_claims"], "status_accepted").passed
-    released = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=blocked.cursor)
-    requested = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()
-                 if released.get_num_requested(k)}
+    released = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=blocked.cursor
+    )
+    requested = {
+        k.to_user_string()
+        for k in defs.resolve_asset_graph().get_all_asset_keys()
+        if released.get_num_requested(k)
+    }
     # customer_360_view waits for its other parent, risk_scoring, which is requested now.
     assert {k for k in requested if k.startswith("gold/")} == {
-        "gold/risk_scoring", "gold/claims_analytics", "gold/monthly_kpis",
-        "gold/provider_performance", "gold/cross_sell_recommendations"}
+        "gold/risk_scoring",
+        "gold/claims_analytics",
+        "gold/monthly_kpis",
+        "gold/provider_performance",
+        "gold/cross_sell_recommendations",
+    }
 
 
 def test_orphan_claim_replays_into_silver_when_its_parent_arrives(lake: LakeFixture):
-    write_base(lake, [claim("CLM-1", "2025-02-10", "200.00", "150.00"),
-                      claim("CLM-9", "2025-02-12", "60.00", "50.00",
-                            customer="CUST-3", policy="POL-3", pet="PET-3")])
+    write_base(
+        lake,
+        [
+            claim("CLM-1", "2025-02-10", "200.00", "150.00"),
+            claim(
+                "CLM-9",
+                "2025-02-12",
+                "60.00",
+                "50.00",
+                customer="CUST-3",
+                policy="POL-3",
+                pet="PET-3",
+            ),
+        ],
+    )
     lake.refresh(as_of=AS_OF)
     quarantined = [(q["record_key"], q["reason"]) for q in lake.rows("silver", "quarantine")]
     assert quarantined == [("CLM-9", "orphan_fk")]
 
     # The parents arrive later, in real-time files.
-    lake.write_raw("customers", "CUST-3_20250301_000000_000000.json", json.dumps({
-        "customer_id": "CUST-3", "first_name": "Cy", "last_name": "Day", "email": "cy@example.com",
-        "phone": "5550001111", "address": "5 Pine", "city": "Boise", "state": "ID",
-        "zip_code": "83702", "date_of_birth": "1990-01-01", "customer_since": "2025-01-01",
-        "segment": "Standard", "lifetime_value": "0", "updated_at": "2025-03-01T00:00:00"}))
-    lake.write_raw("pets", "PET-3_20250301_000000_000000.json", json.dumps({
-        "pet_id": "PET-3", "customer_id": "CUST-3", "pet_name": "Ace", "species": "Dog",
-        "breed": "Pug", "gender": "Male", "date_of_birth": "2020-01-01", "weight_lbs": "20",
-        "microchip_id": "123456789012399", "is_neutered": "true", "vaccination_status": "Current",
-        "pre_existing_conditions": "None", "is_active": "true", "updated_at": "2025-03-01T00:00:00"}))
-    lake.write_raw("policies", "POL-3_20250301_000000_000000.json", json.dumps({
-        "policy_id": "POL-3", "policy_number": "PN-3", "customer_id": "CUST-3", "pet_id": "PET-3",
-        "plan_name": "Basic", "monthly_premium": "20.00", "deductible": "250",
-        "coverage_limit": "3000", "effective_date": "2025-01-01", "expiration_date": "2025-12-31",
-        "status": "Active", "includes_wellness": "false", "includes_dental": "false",
-        "includes_behavioral": "false", "updated_at": "2025-03-01T00:00:00"}))
+    lake.write_raw(
+        "customers",
+        "CUST-3_20250301_000000_000000.json",
+        json.dumps(
+            {
+                "customer_id": "CUST-3",
+                "first_name": "Cy",
+                "last_name": "Day",
+                "email": "cy@example.com",
+                "phone": "5550001111",
+                "address": "5 Pine",
+                "city": "Boise",
+                "state": "ID",
+                "zip_code": "83702",
+                "date_of_birth": "1990-01-01",
+                "customer_since": "2025-01-01",
+                "segment": "Standard",
+                "lifetime_value": "0",
+                "updated_at": "2025-03-01T00:00:00",
+            }
+        ),
+    )
+    lake.write_raw(
+        "pets",
+        "PET-3_20250301_000000_000000.json",
+        json.dumps(
+            {
+                "pet_id": "PET-3",
+                "customer_id": "CUST-3",
+                "pet_name": "Ace",
+                "species": "Dog",
+                "breed": "Pug",
+                "gender": "Male",
+                "date_of_birth": "2020-01-01",
+                "weight_lbs": "20",
+                "microchip_id": "123456789012399",
+                "is_neutered": "true",
+                "vaccination_status": "Current",
+                "pre_existing_conditions": "None",
+                "is_active": "true",
+                "updated_at": "2025-03-01T00:00:00",
+            }
+        ),
+    )
+    lake.write_raw(
+        "policies",
+        "POL-3_20250301_000000_000000.json",
+        json.dumps(
+            {
+                "policy_id": "POL-3",
+                "policy_number": "PN-3",
+                "customer_id": "CUST-3",
+                "pet_id": "PET-3",
+                "plan_name": "Basic",
+                "monthly_premium": "20.00",
+                "deductible": "250",
+                "coverage_limit": "3000",
+                "effective_date": "2025-01-01",
+                "expiration_date": "2025-12-31",
+                "status": "Active",
+                "includes_wellness": "false",
+                "includes_dental": "false",
+                "includes_behavioral": "false",
+                "updated_at": "2025-03-01T00:00:00",
+            }
+        ),
+    )
     lake.refresh(as_of=AS_OF)
 
     assert lake.rows("silver", "quarantine") == []
-    assert [r["claim_id"] for r in lake.rows("silver", "fact_claims", "claim_id")] == ["CLM-1", "CLM-9"]
+    assert [r["claim_id"] for r in lake.rows("silver", "fact_claims", "claim_id")] == [
+        "CLM-1",
+        "CLM-9",
+    ]
     assert len(lake.rows("bronze", "claims_raw")) == 2  # replayed from bronze, not re-ingested
 
 
@@ -218,7 +339,10 @@ def test_every_asset_has_its_layers_freshness_policy():
         warn, fail = FRESHNESS_WINDOWS[layer]
         policy = node.freshness_policy
         assert isinstance(policy, dg.FreshnessPolicy), key
-        assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (warn, fail), key
+        assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (
+            warn,
+            fail,
+        ), key
 
 
 def test_check_history_records_each_table_version_once(lake: LakeFixture):
@@ -229,7 +353,8 @@ def test_check_history_records_each_table_version_once(lake: LakeFixture):
     total = sum(len(c) for c in TABLE_CHECKS.values())
     assert len(first) == total
     assert {(r["asset_key"], r["check_name"]) for r in first} == {
-        (t, c.name) for t, c in ALL_CHECKS}
+        (t, c.name) for t, c in ALL_CHECKS
+    }
     assert all(r["passed"] and r["failing_rows"] == 0 for r in first)
 
     # Nothing new: the same versions are not checked into the history again.
@@ -239,10 +364,13 @@ def test_check_history_records_each_table_version_once(lake: LakeFixture):
     # A new as-of date rewrites gold only: its checks are recorded for the new versions.
     lake.refresh(as_of="2025-07-31")
     gold = sum(len(c) for t, c in TABLE_CHECKS.items() if t.startswith("gold/"))
-    second = lake.lake.read(history, "SELECT run_id, delta_version, count(*) AS n FROM t "
-                                     "GROUP BY ALL ORDER BY n")
-    assert [(v, n) for v, n in zip(second.column("delta_version").to_pylist(),
-                                   second.column("n").to_pylist())] == [(1, gold), (0, total)]
+    second = lake.lake.read(
+        history, "SELECT run_id, delta_version, count(*) AS n FROM t GROUP BY ALL ORDER BY n"
+    )
+    assert [
+        (v, n)
+        for v, n in zip(second.column("delta_version").to_pylist(), second.column("n").to_pylist())
+    ] == [(1, gold), (0, total)]
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -271,7 +399,9 @@ def webhook():
         server.server_close()
 
 
-def test_failed_run_alerts_through_the_sensor_to_the_webhook(lake: LakeFixture, webhook, monkeypatch):
+def test_failed_run_alerts_through_the_sensor_to_the_webhook(
+    lake: LakeFixture, webhook, monkeypatch
+):
     url, received = webhook
     monkeypatch.setenv("PETINSURE_ALERT_WEBHOOK_URL", url)
     _silver_forgets_to_map_claim_statuses(monkeypatch)
@@ -279,14 +409,17 @@ def test_failed_run_alerts_through_the_sensor_to_the_webhook(lake: LakeFixture, 
     instance = dg.DagsterInstance.ephemeral()
     defs = build_definitions(str(lake.root))
     sensor = defs.resolve_sensor_def("alert_on_run_failure")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=defs.resources
+    ) as context:
         first = sensor.evaluate_tick(context)  # the first tick only sets the cursor
     assert received == []
 
     summary = run_refresh(str(lake.root), as_of=AS_OF, instance=instance, log_level="WARNING")
     assert not summary.success
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources,
-                                  cursor=first.cursor) as context:
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=defs.resources, cursor=first.cursor
+    ) as context:
         sensor.evaluate_tick(context)
 
     assert len(received) == 1
@@ -294,7 +427,8 @@ def test_failed_run_alerts_through_the_sensor_to_the_webhook(lake: LakeFixture, 
     assert alert["kind"] == "run_failure"
     assert alert["run_id"] == summary.run_id
     assert alert["failed_checks"] == [
-        {"asset": "silver/fact_claims", "check": "status_accepted", "failing_rows": 1}]
+        {"asset": "silver/fact_claims", "check": "status_accepted", "failing_rows": 1}
+    ]
     assert url not in json.dumps(alert)
 
 
@@ -318,22 +452,39 @@ def test_injected_faults_fail_the_right_checks(demo_lake: LakeFixture, tmp_path:
     copy = tmp_path / "lake"
     shutil.copytree(demo_lake.root, copy, ignore=shutil.ignore_patterns("raw"))
     lake = Lake(root=str(copy))
-    lost = lake.read(lake.table_uri("silver", "fact_claims"),
-                     "SELECT claim_id FROM t WHERE status IN ('Approved', 'Paid') AND paid_amount > 0 "
-                     "ORDER BY claim_id LIMIT 3").column("claim_id").to_pylist()
+    lost = (
+        lake.read(
+            lake.table_uri("silver", "fact_claims"),
+            "SELECT claim_id FROM t WHERE status IN ('Approved', 'Paid') AND paid_amount > 0 "
+            "ORDER BY claim_id LIMIT 3",
+        )
+        .column("claim_id")
+        .to_pylist()
+    )
     listed = ", ".join(f"'{c}'" for c in lost)
     # Fault 1: three claims vanish from silver after gold was built.
     _rewrite(lake, "silver/fact_claims", f"SELECT * FROM t WHERE claim_id NOT IN ({listed})")
     # Fault 2: a customer appears twice in customer_360_view.
-    _rewrite(lake, "gold/customer_360_view", "SELECT * FROM t UNION ALL (SELECT * FROM t WHERE rn = 1)")
+    _rewrite(
+        lake, "gold/customer_360_view", "SELECT * FROM t UNION ALL (SELECT * FROM t WHERE rn = 1)"
+    )
 
     # Independently: how many bronze records carry those keys and are not quarantined.
-    bronze = lake.read(lake.table_uri("bronze", "claims_raw"),
-                       f"SELECT _batch_id, _source_file, _source_line FROM t WHERE trim(claim_id) IN ({listed})")
-    quarantined = {(r["batch_id"], r["source_file"], r["source_line"]) for r in lake.read(
-        lake.table_uri("silver", "quarantine"), "SELECT * FROM t WHERE entity = 'claims'").to_pylist()}
-    expected_lost = sum(1 for r in bronze.to_pylist()
-                        if (r["_batch_id"], r["_source_file"], r["_source_line"]) not in quarantined)
+    bronze = lake.read(
+        lake.table_uri("bronze", "claims_raw"),
+        f"SELECT _batch_id, _source_file, _source_line FROM t WHERE trim(claim_id) IN ({listed})",
+    )
+    quarantined = {
+        (r["batch_id"], r["source_file"], r["source_line"])
+        for r in lake.read(
+            lake.table_uri("silver", "quarantine"), "SELECT * FROM t WHERE entity = 'claims'"
+        ).to_pylist()
+    }
+    expected_lost = sum(
+        1
+        for r in bronze.to_pylist()
+        if (r["_batch_id"], r["_source_file"], r["_source_line"]) not in quarantined
+    )
     assert expected_lost >= 3
 
     failed = {}
@@ -341,8 +492,11 @@ def test_injected_faults_fail_the_right_checks(demo_lake: LakeFixture, tmp_path:
         for outcome in evaluate(lake, table, checks):
             if not outcome.passed:
                 failed[f"{table}:{outcome.check.name}"] = outcome.failing_rows
-    totals = {f"gold/{t}:{c}": 1 for t in ("customer_360_view", "claims_analytics", "monthly_kpis")
-              for c in ("claims_count_equals_silver", "claimed_equals_silver", "paid_equals_silver")}
+    totals = {
+        f"gold/{t}:{c}": 1
+        for t in ("customer_360_view", "claims_analytics", "monthly_kpis")
+        for c in ("claims_count_equals_silver", "claimed_equals_silver", "paid_equals_silver")
+    }
     assert failed == {
         "silver/quarantine:bronze_reconciles_claims": expected_lost,
         "gold/customer_360_view:customer_id_unique": 1,

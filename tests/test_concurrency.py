@@ -31,11 +31,20 @@ EXIT_LAKE_BUSY = 75
 
 # write_base: 2 customers, 2 pets, 2 policies, 1 provider (CSV rows) and 4 claim lines, one of
 # them not JSON (a bronze row, quarantined in silver).
-RAW_RECORDS = {"customers_raw": 2, "pets_raw": 2, "policies_raw": 2, "providers_raw": 1,
-               "claims_raw": 4}
-SILVER_KEYS = {"dim_customers": ("customer_id", 2), "dim_pets": ("pet_id", 2),
-               "dim_policies": ("policy_id", 2), "dim_providers": ("provider_id", 1),
-               "fact_claims": ("claim_id", 3)}
+RAW_RECORDS = {
+    "customers_raw": 2,
+    "pets_raw": 2,
+    "policies_raw": 2,
+    "providers_raw": 1,
+    "claims_raw": 4,
+}
+SILVER_KEYS = {
+    "dim_customers": ("customer_id", 2),
+    "dim_pets": ("pet_id", 2),
+    "dim_policies": ("policy_id", 2),
+    "dim_providers": ("provider_id", 1),
+    "fact_claims": ("claim_id", 3),
+}
 
 # Takes the lake through the product's API, says so, and holds it until its stdin closes.
 HOLDER = """
@@ -60,9 +69,14 @@ class Holder:
     """A process that holds the lake's writer lock until it is killed."""
 
     def __init__(self, lake_arg: str, env: dict[str, str]):
-        self.process = subprocess.Popen([sys.executable, "-c", HOLDER, lake_arg], env=env,
-                                        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, lake_arg],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.process.stdout.readline()
         assert line == "held\n", line
 
@@ -102,16 +116,23 @@ def refusal_pattern(holder: Holder, where: str) -> re.Pattern:
         rf"petinsure: the lake \({re.escape(where)}\) is being written by test holder \(run "
         rf"holder-run, pid {holder.pid} on host {re.escape(socket.gethostname())}, since "
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); not waiting \(lock wait 0 s\)\. Run again once it "
-        r"has finished, or wait longer: --lock-wait SECONDS or PETINSURE_LOCK_WAIT_SECONDS\n")
+        r"has finished, or wait longer: --lock-wait SECONDS or PETINSURE_LOCK_WAIT_SECONDS\n"
+    )
 
 
 def assert_ingested_once(lake: Lake) -> None:
-    counts = {t: lake.read(lake.table_uri("bronze", t), "SELECT count(*) AS n FROM t")
-              .column("n")[0].as_py() for t in RAW_RECORDS}
+    counts = {
+        t: lake.read(lake.table_uri("bronze", t), "SELECT count(*) AS n FROM t")
+        .column("n")[0]
+        .as_py()
+        for t in RAW_RECORDS
+    }
     assert counts == RAW_RECORDS
     for table, (key, expected) in SILVER_KEYS.items():
-        row = lake.read(lake.table_uri("silver", table),
-                        f"SELECT count(*) AS n, count(DISTINCT {key}) AS k FROM t").to_pylist()
+        row = lake.read(
+            lake.table_uri("silver", table),
+            f"SELECT count(*) AS n, count(DISTINCT {key}) AS k FROM t",
+        ).to_pylist()
         assert row == [{"n": expected, "k": expected}], table
 
 
@@ -128,14 +149,23 @@ def test_two_refreshes_started_together_ingest_once(small_lake, tmp_path, holder
     nothing new."""
     env = process_env(tmp_path)
     holder = holders(str(small_lake.root), env)
-    refreshes = [subprocess.Popen(refresh_command(str(small_lake.root), "--lock-wait", "600"),
-                                  env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    refreshes = [
+        subprocess.Popen(
+            refresh_command(str(small_lake.root), "--lock-wait", "600"),
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for refresh in refreshes:
         assert refresh.stderr.readline() == (
             f"petinsure: waiting up to 600 s for the lake (local folder {small_lake.root}): it is "
             f"being written by test holder (run holder-run, pid {holder.pid} on host "
-            f"{socket.gethostname()}, since {holder_since(small_lake.root)})\n")
+            f"{socket.gethostname()}, since {holder_since(small_lake.root)})\n"
+        )
     holder.kill()
     outcomes = [refresh.communicate() for refresh in refreshes]
     assert [r.returncode for r in refreshes] == [0, 0], [err[-2000:] for _, err in outcomes]
@@ -149,20 +179,31 @@ def holder_since(root: Path) -> str:
     return json.loads((root / "_lake_writer.lock").read_text())["since"]
 
 
-def test_refresh_refuses_while_held_and_runs_once_the_holder_is_killed(small_lake, tmp_path,
-                                                                       holders):
+def test_refresh_refuses_while_held_and_runs_once_the_holder_is_killed(
+    small_lake, tmp_path, holders
+):
     env = process_env(tmp_path)
     holder = holders(str(small_lake.root), env)
-    refused = subprocess.run(refresh_command(str(small_lake.root), "--lock-wait", "0"), env=env,
-                             cwd=REPO, capture_output=True, text=True)
+    refused = subprocess.run(
+        refresh_command(str(small_lake.root), "--lock-wait", "0"),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == EXIT_LAKE_BUSY, refused.stderr[-2000:]
     assert refusal_pattern(holder, f"local folder {small_lake.root}").fullmatch(refused.stderr)
     assert refused.stdout == ""
     assert sorted(p.name for p in small_lake.root.iterdir()) == ["_lake_writer.lock", "raw"]
 
     holder.kill()
-    done = subprocess.run(refresh_command(str(small_lake.root), "--lock-wait", "0"), env=env,
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        refresh_command(str(small_lake.root), "--lock-wait", "0"),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert_ingested_once(small_lake.lake)
     # Released at the end: the lock names nobody, and this process can take it at once.
@@ -171,8 +212,9 @@ def test_refresh_refuses_while_held_and_runs_once_the_holder_is_killed(small_lak
         pass
 
 
-def test_every_dagster_job_refuses_while_the_lake_is_held(small_lake, tmp_path, holders,
-                                                          monkeypatch):
+def test_every_dagster_job_refuses_while_the_lake_is_held(
+    small_lake, tmp_path, holders, monkeypatch
+):
     monkeypatch.setenv("PETINSURE_LOCK_WAIT_SECONDS", "0")
     holder = holders(str(small_lake.root), process_env(tmp_path))
     defs = build_definitions(str(small_lake.root))
@@ -181,18 +223,25 @@ def test_every_dagster_job_refuses_while_the_lake_is_held(small_lake, tmp_path, 
     assert {"refresh_all", "publish_api_snapshot"} <= set(jobs)
     for name in jobs:
         result = repository.get_job(name).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-            run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}})
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+            run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}},
+        )
         assert not result.success, name
         failures = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
         assert len(failures) == 1, name
         assert f"is being written by test holder (run holder-run, pid {holder.pid}" in str(
-            failures[0].event_specific_data.error), name
+            failures[0].event_specific_data.error
+        ), name
     assert sorted(p.name for p in small_lake.root.iterdir()) == ["_lake_writer.lock", "raw"]
 
     # A sensor only reads: it is not held up by the writer, and asks for the run.
-    with dg.instance_for_test() as instance, dg.build_sensor_context(
-            instance=instance, definitions=defs, resources=defs.resources) as context:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance, definitions=defs, resources=defs.resources
+        ) as context,
+    ):
         tick = defs.resolve_sensor_def("raw_files_sensor").evaluate_tick(context)
     assert len(tick.run_requests) == 1
 
@@ -217,11 +266,14 @@ def test_another_thread_of_the_process_is_another_writer(tmp_path):
     assert re.fullmatch(
         rf"the lake \(local folder {re.escape(lake.root)}\) is being written by first \(run run-2, "
         rf"pid {os.getpid()} on host {re.escape(socket.gethostname())}, since \S+\); not waiting "
-        r"\(lock wait 0 s\)\. .*", errors[0])
+        r"\(lock wait 0 s\)\. .*",
+        errors[0],
+    )
 
 
-def test_azure_refuses_while_leased_and_the_lease_of_a_killed_holder_expires(small_lake, tmp_path,
-                                                                             holders):
+def test_azure_refuses_while_leased_and_the_lease_of_a_killed_holder_expires(
+    small_lake, tmp_path, holders
+):
     from dagster_azure.adls2 import ADLS2Key
 
     from petinsure_assets.azure import azure_lake
@@ -235,27 +287,44 @@ def test_azure_refuses_while_leased_and_the_lease_of_a_killed_holder_expires(sma
         for path in sorted(raw.rglob("*")):
             if path.is_file():
                 service.get_container_client("raw").upload_blob(
-                    path.relative_to(raw).as_posix(), path.read_bytes())
+                    path.relative_to(raw).as_posix(), path.read_bytes()
+                )
         # The shortest lease Azure grants: a killed holder's lease is gone 15 s after its last
         # renewal, and the refresh below waits for that.
-        env = process_env(tmp_path, AZURE_STORAGE_ACCOUNT=ACCOUNT, AZURE_STORAGE_KEY=KEY,
-                          AZURE_STORAGE_BLOB_ENDPOINT=azurite.endpoint,
-                          PETINSURE_LOCK_LEASE_SECONDS="15")
+        env = process_env(
+            tmp_path,
+            AZURE_STORAGE_ACCOUNT=ACCOUNT,
+            AZURE_STORAGE_KEY=KEY,
+            AZURE_STORAGE_BLOB_ENDPOINT=azurite.endpoint,
+            PETINSURE_LOCK_LEASE_SECONDS="15",
+        )
         holder = holders("", env)
 
-        refused = subprocess.run(refresh_command(None, "--lock-wait", "0"), env=env, cwd=REPO,
-                                 capture_output=True, text=True)
+        refused = subprocess.run(
+            refresh_command(None, "--lock-wait", "0"),
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         assert refused.returncode == EXIT_LAKE_BUSY, refused.stderr[-2000:]
         where = f"storage account {ACCOUNT} (containers raw, bronze, silver, gold)"
         assert refusal_pattern(holder, where).fullmatch(refused.stderr)
         assert KEY not in refused.stderr
-        written = {c: sorted(b.name for b in service.get_container_client(c).list_blobs())
-                   for c in ("bronze", "silver", "gold")}
+        written = {
+            c: sorted(b.name for b in service.get_container_client(c).list_blobs())
+            for c in ("bronze", "silver", "gold")
+        }
         assert written == {"bronze": ["_lake_writer.lock"], "silver": [], "gold": []}
 
         holder.kill()
-        done = subprocess.run(refresh_command(None, "--lock-wait", "120"), env=env, cwd=REPO,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            refresh_command(None, "--lock-wait", "120"),
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert KEY not in done.stderr + done.stdout
         assert_ingested_once(azure_lake(ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint))

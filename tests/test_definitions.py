@@ -15,13 +15,39 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED_KEYS = {
     *(f"raw/{t}" for t in ("customers", "pets", "policies", "claims", "providers")),
     *(f"bronze/{t}_raw" for t in ("customers", "pets", "policies", "claims", "providers")),
-    *(f"silver/{t}" for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers",
-                               "fact_claims", "quarantine")),
-    *(f"gold/{t}" for t in ("customer_360_view", "claims_analytics", "monthly_kpis",
-                             "cross_sell_recommendations", "provider_performance", "risk_scoring")),
-    *(f"gold/exports/{t}" for t in ("customer_360_view", "claims_analytics", "monthly_kpis",
-                                     "cross_sell_recommendations", "provider_performance",
-                                     "risk_scoring")),
+    *(
+        f"silver/{t}"
+        for t in (
+            "dim_customers",
+            "dim_pets",
+            "dim_policies",
+            "dim_providers",
+            "fact_claims",
+            "quarantine",
+        )
+    ),
+    *(
+        f"gold/{t}"
+        for t in (
+            "customer_360_view",
+            "claims_analytics",
+            "monthly_kpis",
+            "cross_sell_recommendations",
+            "provider_performance",
+            "risk_scoring",
+        )
+    ),
+    *(
+        f"gold/exports/{t}"
+        for t in (
+            "customer_360_view",
+            "claims_analytics",
+            "monthly_kpis",
+            "cross_sell_recommendations",
+            "provider_performance",
+            "risk_scoring",
+        )
+    ),
     "gold/api_snapshot",
 }
 
@@ -67,8 +93,9 @@ def test_dg_lists_and_checks_the_code_location_from_the_repo_root(tmp_path):
     dg_cli = str(Path(sys.executable).parent / "dg")
 
     def dg(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([dg_cli, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(
+            [dg_cli, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
 
     checked = dg("check", "defs")
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]

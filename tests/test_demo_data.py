@@ -26,15 +26,21 @@ from petinsure_assets.demo_data import RATES, STATE_NAMES, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
-REALTIME_NAME = re.compile(r"^(?P<id>(?P<prefix>[A-Z]+)-\d{8})_(?P<d>\d{8})_(?P<t>\d{6})_\d{6}\.json$")
+REALTIME_NAME = re.compile(
+    r"^(?P<id>(?P<prefix>[A-Z]+)-\d{8})_(?P<d>\d{8})_(?P<t>\d{6})_\d{6}\.json$"
+)
 US_DATE = re.compile(r"\d{2}/\d{2}/\d{4}")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 CANONICAL_PHONE = re.compile(r"\(\d{3}\) \d{3}-\d{4}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]+", re.IGNORECASE)
-ID = {"customers": re.compile(r"CUST-\d{8}"), "pets": re.compile(r"PET-\d{8}"),
-      "policies": re.compile(r"POL-\d{8}"), "claims": re.compile(r"CLM-\d{8}"),
-      "providers": re.compile(r"PRV-\d{8}")}
+ID = {
+    "customers": re.compile(r"CUST-\d{8}"),
+    "pets": re.compile(r"PET-\d{8}"),
+    "policies": re.compile(r"POL-\d{8}"),
+    "claims": re.compile(r"CLM-\d{8}"),
+    "providers": re.compile(r"PRV-\d{8}"),
+}
 REALTIME_ENTITIES = [e for e in contracts.ENTITIES if e.realtime_prefix]
 
 
@@ -131,7 +137,9 @@ def parses_as_date(value: str) -> bool:
     return False
 
 
-def duplicates_and_updates(zone: RawZone, entity: str, exclude=lambda record: False) -> tuple[int, int]:
+def duplicates_and_updates(
+    zone: RawZone, entity: str, exclude=lambda record: False
+) -> tuple[int, int]:
     """Exact duplicate rows, and extra distinct versions of one key."""
     key = contracts.BY_NAME[entity].key
     counts = Counter(zone.raw_rows[entity])
@@ -167,10 +175,13 @@ def detect_dirt(zone: RawZone) -> dict[str, dict[str, int]]:
     rows = zone.rows["customers"]
     d = found["customers"] = {}
     d["us_date"] = sum(us_date(r["date_of_birth"]) for r in rows)
-    d["bad_phone"] = sum(r["phone"] != "" and not CANONICAL_PHONE.fullmatch(r["phone"]) for r in rows)
+    d["bad_phone"] = sum(
+        r["phone"] != "" and not CANONICAL_PHONE.fullmatch(r["phone"]) for r in rows
+    )
     d["missing_phone"] = sum(r["phone"] == "" for r in rows)
-    d["email_upper"] = sum(bool(EMAIL.fullmatch(r["email"])) and r["email"] == r["email"].upper()
-                           for r in rows)
+    d["email_upper"] = sum(
+        bool(EMAIL.fullmatch(r["email"])) and r["email"] == r["email"].upper() for r in rows
+    )
     d["bad_email"] = sum(r["email"] != "" and not EMAIL.fullmatch(r["email"]) for r in rows)
     d["state_full_name"] = sum(r["state"] in STATE_NAMES.values() for r in rows)
     d["state_lower"] = sum(bool(re.fullmatch(r"[a-z]{2}", r["state"])) for r in rows)
@@ -211,12 +222,16 @@ def detect_dirt(zone: RawZone) -> dict[str, dict[str, int]]:
     d["malformed_json"] = len(zone.malformed["claims"])
     d["us_date"] = sum(us_date(r["service_date"]) for r in rows)
     d["bad_date"] = sum(not parses_as_date(r["service_date"]) for r in rows)
-    d["negative_amount"] = sum(money(r["claim_amount"]) < 0 or money(r["paid_amount"]) < 0 for r in rows)
+    d["negative_amount"] = sum(
+        money(r["claim_amount"]) < 0 or money(r["paid_amount"]) < 0 for r in rows
+    )
     d["overpaid"] = sum(money(r["paid_amount"]) > money(r["claim_amount"]) >= 0 for r in rows)
     d["orphan_fk"] = sum(r["pet_id"] not in pets for r in rows)
     d["orphan_provider"] = sum(r["provider_id"] not in providers for r in rows)
-    d["late_arriving_parent"] = sum(r["pet_id"] not in zone.keys("pets")
-                                    and r["pet_id"] in zone.realtime_keys("pets") for r in rows)
+    d["late_arriving_parent"] = sum(
+        r["pet_id"] not in zone.keys("pets") and r["pet_id"] in zone.realtime_keys("pets")
+        for r in rows
+    )
     d["missing_key"] = sum(r["claim_id"] == "" for r in rows)
     d["missing_claim_category"] = sum(r["claim_category"] == "" for r in rows)
     d["case_variant"] = sum(r["status"] not in contracts.CLAIM_STATUSES for r in rows)
@@ -267,8 +282,11 @@ def generated(request, tmp_path_factory):
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -307,9 +325,11 @@ def test_sizes_follow_the_number_of_claims(tmp_path, claims):
         assert lines - (0 if relative.endswith(".jsonl") else 1) == rows, relative
     dirt = report.dirt
     assert report.rows["claims/claims.jsonl"] == claims + sum(
-        dirt["claims"][k] for k in ("duplicate", "update", "malformed_json"))
+        dirt["claims"][k] for k in ("duplicate", "update", "malformed_json")
+    )
     assert report.rows["customers/customers.csv"] == customers + sum(
-        dirt["customers"][k] for k in ("duplicate", "update", "missing_key", "wrong_field_count"))
+        dirt["customers"][k] for k in ("duplicate", "update", "missing_key", "wrong_field_count")
+    )
 
     # Base keys: exactly the promised entities, numbered 1..n (orphan rows' own keys aside).
     def numbered(entity: str) -> set[int]:
@@ -318,7 +338,9 @@ def test_sizes_follow_the_number_of_claims(tmp_path, claims):
     assert numbered("customers") == set(range(1, customers + 1))
     assert numbered("pets") == set(range(1, pets + 1))
     assert numbered("policies") == {j + 1 for j in range(pets) if j % 50 != 49}
-    assert numbered("providers") == set(range(1, sizes["providers"] + sizes["providers_extra_column"] + 1))
+    assert numbered("providers") == set(
+        range(1, sizes["providers"] + sizes["providers_extra_column"] + 1)
+    )
     assert len(zone.keys("claims")) == claims - dirt["claims"]["missing_key"]
 
     n = sizes["realtime_files_per_entity"]
@@ -349,10 +371,13 @@ def test_expected_quarantine_maps_hard_rules(generated):
     q = report.expected_quarantine()
     claims = report.dirt["claims"]
     assert q["claims"] == {
-        "malformed_record": claims["malformed_json"], "missing_key": claims["missing_key"],
-        "bad_date": claims["bad_date"], "negative_amount": claims["negative_amount"],
+        "malformed_record": claims["malformed_json"],
+        "missing_key": claims["missing_key"],
+        "bad_date": claims["bad_date"],
+        "negative_amount": claims["negative_amount"],
         "overpaid": claims["overpaid"],
-        "orphan_fk": claims["orphan_fk"] + claims["orphan_provider"]}
+        "orphan_fk": claims["orphan_fk"] + claims["orphan_provider"],
+    }
     assert q["customers"]["malformed_record"] == report.dirt["customers"]["wrong_field_count"]
     assert "duplicate" not in str(q) and "us_date" not in str(q)
 
@@ -382,24 +407,37 @@ def test_referential_integrity_except_the_injected_orphans(generated):
     assert sum(c["pet_id"] not in pets for c in claims) == dirt["claims"]["orphan_fk"]
     assert sum(c["policy_id"] not in policies for c in claims) == dirt["claims"]["orphan_fk"]
     assert sum(c["customer_id"] not in customers for c in claims) == dirt["claims"]["orphan_fk"]
-    assert sum(c["provider_id"] not in providers for c in claims) == dirt["claims"]["orphan_provider"]
+    assert (
+        sum(c["provider_id"] not in providers for c in claims) == dirt["claims"]["orphan_provider"]
+    )
     if report.claims >= 1000:  # claims also go to the providers of the extra-column file
         assert {c["provider_id"] for c in claims} & {r["provider_id"] for r in data.extra_rows}
     pet_rows = data.rows["pets"] + data.realtime_records("pets")
     assert sum(p["customer_id"] not in customers for p in pet_rows) == dirt["pets"]["orphan_fk"]
     policy_rows = data.rows["policies"] + data.realtime_records("policies")
     assert sum(p["pet_id"] not in pets for p in policy_rows) == dirt["policies"]["orphan_fk"]
-    assert sum(p["customer_id"] not in customers for p in policy_rows) == dirt["policies"]["orphan_fk"]
+    assert (
+        sum(p["customer_id"] not in customers for p in policy_rows) == dirt["policies"]["orphan_fk"]
+    )
 
     # The chain is consistent: a claim's customer owns its pet, its policy covers that pet and
     # the service date lies inside the policy's term.
     owner = {p["pet_id"]: p["customer_id"] for p in pet_rows if p["pet_id"]}
-    policy = {p["policy_id"]: p for p in policy_rows if p["policy_id"]
-              and parses_as_date(p["effective_date"]) and ISO_DATE.fullmatch(p["effective_date"])}
+    policy = {
+        p["policy_id"]: p
+        for p in policy_rows
+        if p["policy_id"]
+        and parses_as_date(p["effective_date"])
+        and ISO_DATE.fullmatch(p["effective_date"])
+    }
     checked = 0
     for c in claims:
-        if c["pet_id"] in owner and c["policy_id"] in policy and ISO_DATE.fullmatch(c["service_date"]) \
-                and parses_as_date(c["service_date"]):
+        if (
+            c["pet_id"] in owner
+            and c["policy_id"] in policy
+            and ISO_DATE.fullmatch(c["service_date"])
+            and parses_as_date(c["service_date"])
+        ):
             p = policy[c["policy_id"]]
             assert owner[c["pet_id"]] == c["customer_id"] == p["customer_id"]
             assert p["pet_id"] == c["pet_id"]
@@ -428,7 +466,9 @@ def test_value_domains(generated):
         assert r["is_neutered"] in ("true", "false") and r["is_active"] in ("true", "false")
         assert r["microchip_id"] == "" or re.fullmatch(r"\d{15}", r["microchip_id"])
         if ISO_DATE.fullmatch(r["date_of_birth"]):
-            assert 0 <= (date(2026, 1, 1) - date.fromisoformat(r["date_of_birth"])).days / 365.25 < 17
+            assert (
+                0 <= (date(2026, 1, 1) - date.fromisoformat(r["date_of_birth"])).days / 365.25 < 17
+            )
     assert sum(r["is_active"] == "true" for r in pets) > 0.85 * len(pets)
     assert sum(r["pre_existing_conditions"] == "None" for r in pets) > 0.7 * len(pets)
 
@@ -438,7 +478,10 @@ def test_value_domains(generated):
         if r["plan_name"] in contracts.PLAN_NAMES and money(r["monthly_premium"]) > 0:
             premiums[r["plan_name"]].append(money(r["monthly_premium"]))
         if ISO_DATE.fullmatch(r["effective_date"]) and parses_as_date(r["effective_date"]):
-            eff, exp = date.fromisoformat(r["effective_date"]), date.fromisoformat(r["expiration_date"])
+            eff, exp = (
+                date.fromisoformat(r["effective_date"]),
+                date.fromisoformat(r["expiration_date"]),
+            )
             assert "2023-01-01" <= r["effective_date"] <= "2025-12-31"
             assert (exp.year, exp.month) == (eff.year + 1, eff.month)
     means = [sum(premiums[p]) / len(premiums[p]) for p in contracts.PLAN_NAMES if premiums[p]]
@@ -471,14 +514,28 @@ def test_value_domains(generated):
 
 def test_cli_prints_progress_and_writes_the_same_files(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "petinsure_assets.demo_data", "--raw-dir", str(tmp_path / "cli"),
-         "--claims", "200", "--seed", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        [
+            sys.executable,
+            "-m",
+            "petinsure_assets.demo_data",
+            "--raw-dir",
+            str(tmp_path / "cli"),
+            "--claims",
+            "200",
+            "--seed",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     for e in contracts.ENTITIES:
-        assert re.search(rf"^{e.name}/{re.escape(e.batch_file)}: [\d,]+ rows in [\d.]+s$",
-                         result.stdout, re.M), result.stdout
+        assert re.search(
+            rf"^{e.name}/{re.escape(e.batch_file)}: [\d,]+ rows in [\d.]+s$", result.stdout, re.M
+        ), result.stdout
     generate(tmp_path / "api", claims=200, seed=3)
     assert file_hashes(tmp_path / "cli") == file_hashes(tmp_path / "api")
 
@@ -509,8 +566,14 @@ def test_generation_streams_in_bounded_memory(tmp_path):
         print(json.dumps({{"small": small - base, "big": big - base, "default": peak_mb() - base,
                           "extra_written": written_mb(root / "big") - written_mb(root / "small")}}))
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     growth = json.loads(result.stdout.strip().splitlines()[-1])
     assert growth["extra_written"] > 150  # 4x the data really was written ...

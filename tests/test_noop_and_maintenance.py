@@ -28,22 +28,33 @@ from tests.test_checks import GOOD_CLAIMS, write_base
 from tests.test_pipeline import AS_OF, claim
 from tests.test_serving import _tick
 
-GOLD = ("customer_360_view", "risk_scoring", "claims_analytics", "monthly_kpis",
-        "provider_performance", "cross_sell_recommendations")
+GOLD = (
+    "customer_360_view",
+    "risk_scoring",
+    "claims_analytics",
+    "monthly_kpis",
+    "provider_performance",
+    "cross_sell_recommendations",
+)
 NEXT_AS_OF = "2025-07-31"
 
 
 def delta_versions(root: Path) -> dict[str, int]:
     """Every Delta table under the lake root (found by its _delta_log) and its version."""
-    return {str(log.parent.relative_to(root)): DeltaTable(str(log.parent)).version()
-            for log in root.rglob("_delta_log")}
+    return {
+        str(log.parent.relative_to(root)): DeltaTable(str(log.parent)).version()
+        for log in root.rglob("_delta_log")
+    }
 
 
 def served_files(root: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of every file of the exports and the snapshots."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for folder in ("gold/exports", "gold/snapshots") for p in (root / folder).rglob("*")
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for folder in ("gold/exports", "gold/snapshots")
+        for p in (root / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 def latest_metadata(instance: dg.DagsterInstance, *key: str) -> dict:
@@ -88,7 +99,9 @@ def test_refresh_with_nothing_new_writes_nothing(lake: LakeFixture):
         # The materializations say so, with the table as it is.
         for key in (("silver", "fact_claims"), ("silver", "quarantine"), ("gold", "monthly_kpis")):
             meta = latest_metadata(instance, *key)
-            assert (meta["unchanged"], meta["rows_added"], meta["delta_version"]) == (True, 0, 0), key
+            assert (meta["unchanged"], meta["rows_added"], meta["delta_version"]) == (True, 0, 0), (
+                key
+            )
         assert latest_metadata(instance, "silver", "fact_claims")["dagster/row_count"] == 3
         assert latest_metadata(instance, "gold", "exports", "claims_analytics")["unchanged"] is True
 
@@ -130,19 +143,23 @@ def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
     for t in GOLD:
         source = json.loads((lake.root / "gold" / "exports" / "_sources" / f"{t}.json").read_text())
         assert source["delta_version"] == 1, t
-    manifest = json.loads((snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text())
+    manifest = json.loads(
+        (snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text()
+    )
     assert manifest["as_of"] == NEXT_AS_OF
     assert manifest["source_tables"] == {f"gold/{t}": 1 for t in GOLD}
 
 
 def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table(
-        lake: LakeFixture, monkeypatch):
+    lake: LakeFixture, monkeypatch
+):
     write_base(lake, GOOD_CLAIMS)
     lake.refresh(as_of=AS_OF)
     before = delta_versions(lake.root)
 
-    lake.write_raw("claims", "CLM-7_20250501_000000_000000.json",
-                   claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+    lake.write_raw(
+        "claims", "CLM-7_20250501_000000_000000.json", claim("CLM-7", "2025-05-01", "10.00", "5.00")
+    )
     lake.refresh(as_of=AS_OF)
     after = delta_versions(lake.root)
     unchanged = {t for t in after if after[t] == before[t]}
@@ -151,12 +168,19 @@ def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table
 
     # A revised SQL file (here: a comment added) rebuilds its own table only.
     sql_text = resources.sql_text
-    monkeypatch.setattr(resources, "sql_text", lambda name: sql_text(name) + (
-        "\n-- revised" if name == "gold/provider_performance" else ""))
+    monkeypatch.setattr(
+        resources,
+        "sql_text",
+        lambda name: (
+            sql_text(name) + ("\n-- revised" if name == "gold/provider_performance" else "")
+        ),
+    )
     summary = lake.refresh(as_of=AS_OF)
     again = delta_versions(lake.root)
     assert {t for t in again if again[t] != after[t]} == {
-        "gold/provider_performance", f"gold/{CHECK_HISTORY_TABLE}"}
+        "gold/provider_performance",
+        f"gold/{CHECK_HISTORY_TABLE}",
+    }
     assert summary.written == ["gold.provider_performance", f"gold.{CHECK_HISTORY_TABLE}"]
 
 
@@ -166,11 +190,14 @@ def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table
 def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: LakeFixture):
     write_base(lake, GOOD_CLAIMS)
     lake.refresh(as_of=AS_OF)  # publishes a snapshot of gold version 0
-    manifest = json.loads((snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text())
+    manifest = json.loads(
+        (snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text()
+    )
     assert manifest["source_tables"] == {f"gold/{t}": 0 for t in GOLD}
     # A second claim file, and no snapshot: gold moves to version 1, the snapshot stays on 0.
-    lake.write_raw("claims", "CLM-7_20250501_000000_000000.json",
-                   claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+    lake.write_raw(
+        "claims", "CLM-7_20250501_000000_000000.json", claim("CLM-7", "2025-05-01", "10.00", "5.00")
+    )
     lake.refresh(as_of=AS_OF, snapshot=False)
     claims_uri = lake.lake.table_uri("bronze", "claims_raw")
     assert len(DeltaTable(claims_uri).file_uris()) == 2
@@ -185,7 +212,8 @@ def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: 
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("maintain_lake").execute_in_process(
             instance=instance,
-            run_config={"ops": {"maintain_lake_op": {"config": {"vacuum_retention_hours": 0}}}})
+            run_config={"ops": {"maintain_lake_op": {"config": {"vacuum_retention_hours": 0}}}},
+        )
     assert result.success
 
     # Compaction: one file, the same rows.
@@ -199,8 +227,9 @@ def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: 
     for t in GOLD:
         assert all(os.path.exists(f) for f in gold_v0[t]), t
         key = ", ".join(GOLD_BY_NAME[t].key)
-        published = duckdb.sql(f"SELECT * FROM read_parquet('{folder / (t + '.parquet')}') "
-                               f"ORDER BY {key}").fetchall()
+        published = duckdb.sql(
+            f"SELECT * FROM read_parquet('{folder / (t + '.parquet')}') ORDER BY {key}"
+        ).fetchall()
         assert rows_at(lake, "gold", t, 0, key) == published, t
     assert len(rows_at(lake, "gold", "claims_analytics", 0, "claim_id")) == 3
     assert len(rows_at(lake, "gold", "claims_analytics", 1, "claim_id")) == 4
@@ -212,8 +241,12 @@ def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: 
     assert delta_versions(lake.root) == maintained
     assert "nothing new in raw: no table written" in summary.render()
     # The snapshot it publishes (gold moved to version 1 since) knows its as-of date.
-    assert json.loads((snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"])
-                      .read_text())["as_of"] == AS_OF
+    assert (
+        json.loads((snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text())[
+            "as_of"
+        ]
+        == AS_OF
+    )
 
 
 def _age(path: Path, hours: float) -> None:
@@ -252,7 +285,8 @@ def test_unfinished_snapshots_are_cleaned_and_take_no_retention_slot(lake: LakeF
         versions.append(result.version)
     # The two newest finished versions are kept; the orphans took no slot.
     assert sorted(p.name for p in (root / "v").iterdir()) == sorted(
-        [*versions[1:], young_orphan.name])
+        [*versions[1:], young_orphan.name]
+    )
     assert not old_tmp.exists() and not export_tmp.exists()
     assert young_tmp.exists()
 
@@ -289,8 +323,11 @@ def test_raw_sensor_first_tick_on_an_ingested_lake_launches_nothing(lake: LakeFi
         assert "no new or changed files among the 5 files" in first.skip_message
         assert first.cursor
 
-        lake.write_raw("claims", "CLM-7_20250501_000000_000000.json",
-                       claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+        lake.write_raw(
+            "claims",
+            "CLM-7_20250501_000000_000000.json",
+            claim("CLM-7", "2025-05-01", "10.00", "5.00"),
+        )
         new = _tick(defs, "raw_files_sensor", instance, first.cursor)
         (request,) = new.run_requests
         assert request.tags["petinsure/entities"] == "claims"
@@ -318,7 +355,8 @@ def test_noop_and_maintenance_on_azurite(azurite, reference, monkeypatch):
     assert again.success and again.written == [], again.render()
 
     azurite.service().get_container_client("raw").upload_blob(
-        "claims/CLM-7_20250501_000000_000000.json", claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+        "claims/CLM-7_20250501_000000_000000.json", claim("CLM-7", "2025-05-01", "10.00", "5.00")
+    )
     assert run_refresh(None, as_of=AS_OF, log_level="WARNING", snapshot=False).success
     options = storage_options(azurite)
     assert len(DeltaTable("az://bronze/claims_raw", storage_options=options).file_uris()) == 2
@@ -329,8 +367,8 @@ def test_noop_and_maintenance_on_azurite(azurite, reference, monkeypatch):
 
     def claims_at(container: str, table: str, version: int) -> int:
         dataset = DeltaTable(  # noqa: F841 (read by name by DuckDB's replacement scan)
-            f"az://{container}/{table}", version=version,
-                             storage_options=options).to_pyarrow_dataset()
+            f"az://{container}/{table}", version=version, storage_options=options
+        ).to_pyarrow_dataset()
         return duckdb.sql("SELECT count(*) FROM dataset").fetchall()[0][0]
 
     assert claims_at("gold", "claims_analytics", 0) == 3  # the snapshot's version

@@ -33,15 +33,35 @@ PRV-1,Vet A,General Practice,2 Oak,Austin,TX,78701,5551112222,true,4.5,Dogs,2024
 """
 
 
-def claim(claim_id: str, service_date: str, amount: str, paid: str, status: str = "Paid",
-          customer: str = "CUST-1", policy: str = "POL-1", pet: str = "PET-1") -> str:
-    return json.dumps({
-        "claim_id": claim_id, "claim_number": f"N-{claim_id}", "customer_id": customer,
-        "policy_id": policy, "pet_id": pet, "provider_id": "PRV-1", "claim_type": "Illness",
-        "claim_category": "Diagnostics", "service_date": service_date, "claim_amount": amount,
-        "paid_amount": paid, "status": status, "processing_days": 4, "denial_reason": None,
-        "updated_at": f"{service_date}T12:00:00",
-    })
+def claim(
+    claim_id: str,
+    service_date: str,
+    amount: str,
+    paid: str,
+    status: str = "Paid",
+    customer: str = "CUST-1",
+    policy: str = "POL-1",
+    pet: str = "PET-1",
+) -> str:
+    return json.dumps(
+        {
+            "claim_id": claim_id,
+            "claim_number": f"N-{claim_id}",
+            "customer_id": customer,
+            "policy_id": policy,
+            "pet_id": pet,
+            "provider_id": "PRV-1",
+            "claim_type": "Illness",
+            "claim_category": "Diagnostics",
+            "service_date": service_date,
+            "claim_amount": amount,
+            "paid_amount": paid,
+            "status": status,
+            "processing_days": 4,
+            "denial_reason": None,
+            "updated_at": f"{service_date}T12:00:00",
+        }
+    )
 
 
 @pytest.fixture
@@ -50,15 +70,28 @@ def base_lake(lake: LakeFixture) -> LakeFixture:
     lake.write_raw("pets", "pets.csv", PETS)
     lake.write_raw("policies", "policies.csv", POLICIES)
     lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw("claims", "claims.jsonl", "\n".join([
-        claim("CLM-1", "2025-02-10", "200.00", "150.00"),
-        claim("CLM-2", "2025-03-10", "100.00", "80.00"),
-    ]) + "\n")
+    lake.write_raw(
+        "claims",
+        "claims.jsonl",
+        "\n".join(
+            [
+                claim("CLM-1", "2025-02-10", "200.00", "150.00"),
+                claim("CLM-2", "2025-03-10", "100.00", "80.00"),
+            ]
+        )
+        + "\n",
+    )
     return lake
 
 
-GOLD = ("customer_360_view", "risk_scoring", "claims_analytics", "monthly_kpis",
-        "provider_performance", "cross_sell_recommendations")
+GOLD = (
+    "customer_360_view",
+    "risk_scoring",
+    "claims_analytics",
+    "monthly_kpis",
+    "provider_performance",
+    "cross_sell_recommendations",
+)
 
 
 def test_second_run_adds_nothing_and_gives_identical_gold(base_lake: LakeFixture):
@@ -79,8 +112,11 @@ def test_second_run_adds_nothing_and_gives_identical_gold(base_lake: LakeFixture
 
 def test_new_raw_file_adds_exactly_its_rows(base_lake: LakeFixture):
     base_lake.refresh(as_of=AS_OF)
-    base_lake.write_raw("claims", "CLM-3_20250401_101500_000001.json",
-                        claim("CLM-3", "2025-04-01", "50.00", "40.00"))
+    base_lake.write_raw(
+        "claims",
+        "CLM-3_20250401_101500_000001.json",
+        claim("CLM-3", "2025-04-01", "50.00", "40.00"),
+    )
     base_lake.refresh(as_of=AS_OF)
 
     bronze = base_lake.rows("bronze", "claims_raw")
@@ -91,7 +127,9 @@ def test_new_raw_file_adds_exactly_its_rows(base_lake: LakeFixture):
     assert new[0]["_source_line"] == 1
     # Other entities read nothing new.
     assert len(base_lake.rows("bronze", "customers_raw")) == 2
-    customer = [r for r in base_lake.rows("gold", "customer_360_view") if r["customer_id"] == "CUST-1"][0]
+    customer = [
+        r for r in base_lake.rows("gold", "customer_360_view") if r["customer_id"] == "CUST-1"
+    ][0]
     assert customer["total_claims"] == 3
     assert str(customer["total_paid"]) == "270.00"  # 150 + 80 + 40
 
@@ -99,10 +137,12 @@ def test_new_raw_file_adds_exactly_its_rows(base_lake: LakeFixture):
 def test_changed_file_is_reingested_and_dedup_keeps_latest(base_lake: LakeFixture):
     base_lake.refresh(as_of=AS_OF)
     path = base_lake.root / "raw" / "customers" / "customers.csv"
-    path.write_text(path.read_text().replace(
-        "CUST-2,Bob,Ray,bob@example.com,5559876543,2 Oak St,Reno,NV,89501,1975-05-05,2024-03-01,Budget,0,2024-01-01T00:00:00",
-        "CUST-2,Bob,Ray,bob@example.com,5559876543,9 New Rd,Reno,NV,89501,1975-05-05,2024-03-01,Budget,0,2024-06-01T00:00:00",
-    ))
+    path.write_text(
+        path.read_text().replace(
+            "CUST-2,Bob,Ray,bob@example.com,5559876543,2 Oak St,Reno,NV,89501,1975-05-05,2024-03-01,Budget,0,2024-01-01T00:00:00",
+            "CUST-2,Bob,Ray,bob@example.com,5559876543,9 New Rd,Reno,NV,89501,1975-05-05,2024-03-01,Budget,0,2024-06-01T00:00:00",
+        )
+    )
     base_lake.refresh(as_of=AS_OF)
 
     assert len(base_lake.rows("bronze", "customers_raw")) == 4  # the changed file, whole, again
@@ -116,45 +156,81 @@ def test_changed_file_is_reingested_and_dedup_keeps_latest(base_lake: LakeFixtur
     assert len(base_lake.rows("bronze", "pets_raw")) == 2
     pet_ledger = [r for r in base_lake.rows("bronze", "_file_ledger") if r["entity"] == "pets"]
     assert [r["status"] for r in sorted(pet_ledger, key=lambda r: r["recorded_at"])] == [
-        "ingested", "unchanged"]
+        "ingested",
+        "unchanged",
+    ]
 
 
 def test_malformed_json_line_and_extra_csv_column_do_not_break_the_run(base_lake: LakeFixture):
     claims = base_lake.root / "raw" / "claims" / "claims.jsonl"
     claims.write_text(claims.read_text() + '{"claim_id": "CLM-9", "claim_amount": \n')
-    base_lake.write_raw("providers", "providers_extra.csv", """
+    base_lake.write_raw(
+        "providers",
+        "providers_extra.csv",
+        """
         provider_id,provider_name,provider_type,address,city,state,zip_code,phone,is_in_network,average_rating,specialties,updated_at,website
         PRV-2,Vet B,Emergency,3 Elm,Austin,TX,78701,5551112223,false,3.9,Cats,2024-01-01,vetb.example
         PRV-3,Vet C,Emergency,4 Elm,Austin,TX,78701,5551112224,false,4.1,Cats,2024-01-01
-        """)
+        """,
+    )
     summary = base_lake.refresh(as_of=AS_OF)
 
     quarantine = base_lake.rows("silver", "quarantine")
-    assert [(q["entity"], q["reason"], q["source_file"], q["source_line"], q["record"]) for q in quarantine] == [
-        ("claims", "malformed_record", "raw/claims/claims.jsonl", 3, '{"claim_id": "CLM-9", "claim_amount": '),
-        ("providers", "malformed_record", "raw/providers/providers_extra.csv", 3,
-         "PRV-3,Vet C,Emergency,4 Elm,Austin,TX,78701,5551112224,false,4.1,Cats,2024-01-01"),
+    assert [
+        (q["entity"], q["reason"], q["source_file"], q["source_line"], q["record"])
+        for q in quarantine
+    ] == [
+        (
+            "claims",
+            "malformed_record",
+            "raw/claims/claims.jsonl",
+            3,
+            '{"claim_id": "CLM-9", "claim_amount": ',
+        ),
+        (
+            "providers",
+            "malformed_record",
+            "raw/providers/providers_extra.csv",
+            3,
+            "PRV-3,Vet C,Emergency,4 Elm,Austin,TX,78701,5551112224,false,4.1,Cats,2024-01-01",
+        ),
     ]
     assert summary.quarantined == {"claims.malformed_record": 1, "providers.malformed_record": 1}
-    providers = {r["provider_id"]: r for r in base_lake.rows("bronze", "providers_raw") if r["provider_id"]}
+    providers = {
+        r["provider_id"]: r for r in base_lake.rows("bronze", "providers_raw") if r["provider_id"]
+    }
     assert json.loads(providers["PRV-2"]["_extra_columns"]) == {"website": "vetb.example"}
     assert providers["PRV-1"]["_extra_columns"] is None
-    assert {r["provider_id"] for r in base_lake.rows("silver", "dim_providers")} == {"PRV-1", "PRV-2"}
+    assert {r["provider_id"] for r in base_lake.rows("silver", "dim_providers")} == {
+        "PRV-1",
+        "PRV-2",
+    }
 
 
 def test_a_line_that_is_not_utf8_spoils_only_itself(base_lake: LakeFixture):
     (base_lake.root / "raw" / "pets" / "pets_broken.csv").write_bytes(
-        b"pet_id,customer_id\nPET-7,CUST-1\n\xff\xfe broken\n")
+        b"pet_id,customer_id\nPET-7,CUST-1\n\xff\xfe broken\n"
+    )
     base_lake.refresh(as_of=AS_OF)
 
-    bad = [q for q in base_lake.rows("silver", "quarantine") if q["source_file"] == "raw/pets/pets_broken.csv"]
+    bad = [
+        q
+        for q in base_lake.rows("silver", "quarantine")
+        if q["source_file"] == "raw/pets/pets_broken.csv"
+    ]
     assert [(q["reason"], q["source_line"], q["record"]) for q in bad] == [
-        ("malformed_record", 3, "\\xff\\xfe broken")]
+        ("malformed_record", 3, "\\xff\\xfe broken")
+    ]
     assert "PET-7" in {r["pet_id"] for r in base_lake.rows("silver", "dim_pets")}
-    ledger = [r for r in base_lake.rows("bronze", "_file_ledger") if r["source_file"] == "raw/pets/pets_broken.csv"]
+    ledger = [
+        r
+        for r in base_lake.rows("bronze", "_file_ledger")
+        if r["source_file"] == "raw/pets/pets_broken.csv"
+    ]
     assert [(r["status"], r["rows"], r["bad_rows"]) for r in ledger] == [("ingested", 2, 1)]
-    assert ledger[0]["error"].startswith("1 line(s) not UTF-8, kept as malformed records; "
-                                         "header lacks column(s) pet_name, species, ")
+    assert ledger[0]["error"].startswith(
+        "1 line(s) not UTF-8, kept as malformed records; header lacks column(s) pet_name, species, "
+    )
 
 
 def test_ledger_is_recovered_from_bronze_commits_after_a_crash(base_lake: LakeFixture):
@@ -168,21 +244,32 @@ def test_ledger_is_recovered_from_bronze_commits_after_a_crash(base_lake: LakeFi
 
 
 def test_every_bronze_record_is_in_silver_or_quarantine(base_lake: LakeFixture):
-    base_lake.write_raw("claims", "more.jsonl", "\n".join([
-        claim("CLM-5", "2025-02-11", "-5.00", "0.00"),
-        claim("CLM-6", "not a date", "10.00", "0.00"),
-        claim("CLM-7", "2025-02-11", "10.00", "20.00"),
-        claim("CLM-8", "2025-02-11", "10.00", "5.00", policy="POL-404"),
-        claim("", "2025-02-11", "10.00", "5.00"),
-        claim("CLM-1", "2025-02-10", "200.00", "150.00"),  # an exact duplicate
-        "not json",
-    ]) + "\n")
+    base_lake.write_raw(
+        "claims",
+        "more.jsonl",
+        "\n".join(
+            [
+                claim("CLM-5", "2025-02-11", "-5.00", "0.00"),
+                claim("CLM-6", "not a date", "10.00", "0.00"),
+                claim("CLM-7", "2025-02-11", "10.00", "20.00"),
+                claim("CLM-8", "2025-02-11", "10.00", "5.00", policy="POL-404"),
+                claim("", "2025-02-11", "10.00", "5.00"),
+                claim("CLM-1", "2025-02-10", "200.00", "150.00"),  # an exact duplicate
+                "not json",
+            ]
+        )
+        + "\n",
+    )
     base_lake.refresh(as_of=AS_OF)
 
     quarantine = base_lake.rows("silver", "quarantine")
     assert {(q["record_key"], q["reason"]) for q in quarantine if q["entity"] == "claims"} == {
-        ("CLM-5", "negative_amount"), ("CLM-6", "bad_date"), ("CLM-7", "overpaid"),
-        ("CLM-8", "orphan_fk"), (None, "missing_key"), (None, "malformed_record"),
+        ("CLM-5", "negative_amount"),
+        ("CLM-6", "bad_date"),
+        ("CLM-7", "overpaid"),
+        ("CLM-8", "orphan_fk"),
+        (None, "missing_key"),
+        (None, "malformed_record"),
     }
     orphan = [q for q in quarantine if q["record_key"] == "CLM-8"][0]
     assert orphan["detail"] == "policy_id POL-404 not in dim_policies"

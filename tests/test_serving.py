@@ -32,9 +32,20 @@ ADMIN = "s3cret-admin-token"
 
 
 def add_uninsured_pet(lake: LakeFixture) -> None:
-    lake.write_raw("pets", "PET-3_20250101_000000_000000.json", json.dumps({
-        "pet_id": "PET-3", "customer_id": "CUST-1", "pet_name": "Kit", "species": "Cat",
-        "is_active": "true", "updated_at": "2025-01-01T00:00:00"}))
+    lake.write_raw(
+        "pets",
+        "PET-3_20250101_000000_000000.json",
+        json.dumps(
+            {
+                "pet_id": "PET-3",
+                "customer_id": "CUST-1",
+                "pet_name": "Kit",
+                "species": "Cat",
+                "is_active": "true",
+                "updated_at": "2025-01-01T00:00:00",
+            }
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +69,9 @@ def api(served: LakeFixture) -> TestClient:
 
 def _tick(defs: dg.Definitions, name: str, instance, cursor=None):
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                 resources=defs.resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
         return sensor.evaluate_tick(context)
 
 
@@ -70,14 +82,22 @@ def test_raw_sensor_ticks(lake: LakeFixture):
         first = _tick(defs, "raw_files_sensor", instance)
         (request,) = first.run_requests
         keys = {k.to_user_string() for k in request.asset_selection}
-        assert {f"bronze/{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")} <= keys
+        assert {
+            f"bronze/{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")
+        } <= keys
         assert "gold/exports/monthly_kpis" in keys and "gold/api_snapshot" not in keys
 
         quiet = _tick(defs, "raw_files_sensor", instance, first.cursor)
-        assert quiet.run_requests == [] and "no new or changed files among the 5 files" in quiet.skip_message
+        assert (
+            quiet.run_requests == []
+            and "no new or changed files among the 5 files" in quiet.skip_message
+        )
 
-        lake.write_raw("claims", "CLM-7_20250501_000000_000000.json",
-                       claim("CLM-7", "2025-05-01", "10.00", "5.00"))
+        lake.write_raw(
+            "claims",
+            "CLM-7_20250501_000000_000000.json",
+            claim("CLM-7", "2025-05-01", "10.00", "5.00"),
+        )
         new = _tick(defs, "raw_files_sensor", instance, quiet.cursor)
         (request,) = new.run_requests
         keys = {k.to_user_string() for k in request.asset_selection}
@@ -118,7 +138,9 @@ def test_exports_sensor_requests_one_snapshot_per_refresh(lake: LakeFixture):
     defs = build_definitions(str(lake.root))
     with dg.instance_for_test() as instance:
         assert _tick(defs, "exports_sensor", instance).run_requests == []
-        run_refresh(str(lake.root), as_of=AS_OF, instance=instance, snapshot=False, log_level="WARNING")
+        run_refresh(
+            str(lake.root), as_of=AS_OF, instance=instance, snapshot=False, log_level="WARNING"
+        )
         tick = _tick(defs, "exports_sensor", instance)
         (request,) = tick.run_requests
         assert request.run_key.startswith("snapshot-")
@@ -135,14 +157,29 @@ def test_snapshot_layout_manifest_and_no_personal_data(served: LakeFixture):
     assert manifest["schema_version"] == 1 and manifest["version"] == latest["version"]
     assert manifest["as_of"] == AS_OF
     assert set(manifest["files"]) == {
-        "customer_360_view.parquet", "risk_scoring.parquet", "claims_analytics.parquet",
-        "monthly_kpis.parquet", "provider_performance.parquet",
-        "cross_sell_recommendations.parquet", "summary.json", "kpis.json", "segments.json",
-        "pipeline_status.json"}
+        "customer_360_view.parquet",
+        "risk_scoring.parquet",
+        "claims_analytics.parquet",
+        "monthly_kpis.parquet",
+        "provider_performance.parquet",
+        "cross_sell_recommendations.parquet",
+        "summary.json",
+        "kpis.json",
+        "segments.json",
+        "pipeline_status.json",
+    }
     assert manifest["files"]["claims_analytics.parquet"]["rows"] == 3
-    assert set(manifest["source_tables"]) == {f"gold/{t}" for t in (
-        "customer_360_view", "risk_scoring", "claims_analytics", "monthly_kpis",
-        "provider_performance", "cross_sell_recommendations")}
+    assert set(manifest["source_tables"]) == {
+        f"gold/{t}"
+        for t in (
+            "customer_360_view",
+            "risk_scoring",
+            "claims_analytics",
+            "monthly_kpis",
+            "provider_performance",
+            "cross_sell_recommendations",
+        )
+    }
     folder = root / "v" / latest["version"]
     for name in manifest["files"]:
         if name.endswith(".parquet"):
@@ -153,7 +190,9 @@ def test_snapshot_layout_manifest_and_no_personal_data(served: LakeFixture):
             assert "@example.com" not in text and "Main St" not in text
 
 
-def test_unchanged_content_publishes_nothing_and_old_versions_are_pruned(served: LakeFixture, tmp_path: Path):
+def test_unchanged_content_publishes_nothing_and_old_versions_are_pruned(
+    served: LakeFixture, tmp_path: Path
+):
     copy = tmp_path / "lake"
     shutil.copytree(served.root, copy)
     lake = Lake(root=str(copy))
@@ -193,8 +232,13 @@ def test_reader_polling_while_publishing_never_sees_a_mix(served: LakeFixture, t
             except SnapshotError as e:  # a version pruned between latest.json and its files
                 errors.append(str(e))
                 continue
-            seen.append((snap.version, snap.documents["summary"]["total_claims"],
-                         snap.tables["claims_analytics"].num_rows))
+            seen.append(
+                (
+                    snap.version,
+                    snap.documents["summary"]["total_claims"],
+                    snap.tables["claims_analytics"].num_rows,
+                )
+            )
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -210,7 +254,9 @@ def test_reader_polling_while_publishing_never_sees_a_mix(served: LakeFixture, t
     assert all("cannot read" in e for e in errors), errors  # never a checksum failure
 
 
-def test_corrupted_file_is_rejected_and_the_last_good_version_kept(served: LakeFixture, tmp_path: Path):
+def test_corrupted_file_is_rejected_and_the_last_good_version_kept(
+    served: LakeFixture, tmp_path: Path
+):
     copy = tmp_path / "lake"
     shutil.copytree(served.root, copy)
     lake = Lake(root=str(copy))
@@ -302,30 +348,66 @@ def test_api_summary_kpis_segments_and_pipeline(api: TestClient):
     summary = api.get("/api/insights/summary").json()
     # premium earned: CUST-1 40.00 x 6 months (Jan-Jun 2025) = 240; CUST-2 25.00 x 6 = 150
     # paid: CLM-1 150 + CLM-2 80 (CLM-3 denied); loss ratio 230 / 390 = 0.58974 -> 0.5897
-    assert {k: summary[k] for k in (
-        "total_customers", "total_pets", "total_policies", "active_policies", "total_claims",
-        "total_claimed", "total_paid", "premium_earned", "loss_ratio", "approval_rate",
-        "avg_processing_days", "cross_sell_opportunities", "cross_sell_revenue", "as_of",
-        "source")} == {
-        "total_customers": 2, "total_pets": 3, "total_policies": 2, "active_policies": 2,
-        "total_claims": 3, "total_claimed": 390.0, "total_paid": 230.0, "premium_earned": 390.0,
-        "loss_ratio": 0.5897, "approval_rate": 0.6667, "avg_processing_days": 4.0,
-        "cross_sell_opportunities": 1, "cross_sell_revenue": 480.0, "as_of": AS_OF,
-        "source": "live"}
+    assert {
+        k: summary[k]
+        for k in (
+            "total_customers",
+            "total_pets",
+            "total_policies",
+            "active_policies",
+            "total_claims",
+            "total_claimed",
+            "total_paid",
+            "premium_earned",
+            "loss_ratio",
+            "approval_rate",
+            "avg_processing_days",
+            "cross_sell_opportunities",
+            "cross_sell_revenue",
+            "as_of",
+            "source",
+        )
+    } == {
+        "total_customers": 2,
+        "total_pets": 3,
+        "total_policies": 2,
+        "active_policies": 2,
+        "total_claims": 3,
+        "total_claimed": 390.0,
+        "total_paid": 230.0,
+        "premium_earned": 390.0,
+        "loss_ratio": 0.5897,
+        "approval_rate": 0.6667,
+        "avg_processing_days": 4.0,
+        "cross_sell_opportunities": 1,
+        "cross_sell_revenue": 480.0,
+        "as_of": AS_OF,
+        "source": "live",
+    }
 
     months = api.get("/api/insights/kpis").json()["months"]
     assert [(m["year_month"], m["total_claims"], m["total_paid"]) for m in months] == [
-        ("2025-02", 1, 150.0), ("2025-03", 1, 80.0), ("2025-04", 1, 0.0)]
-    assert [m["year_month"] for m in api.get("/api/insights/kpis?from=2025-03&to=2025-03").json()["months"]] == ["2025-03"]
+        ("2025-02", 1, 150.0),
+        ("2025-03", 1, 80.0),
+        ("2025-04", 1, 0.0),
+    ]
+    assert [
+        m["year_month"]
+        for m in api.get("/api/insights/kpis?from=2025-03&to=2025-03").json()["months"]
+    ] == ["2025-03"]
 
     segments = api.get("/api/insights/segments").json()
     assert segments["segment"] == [
         {"name": "Budget", "customers": 1, "lifetime_value": 150.0},
-        {"name": "Family", "customers": 1, "lifetime_value": 240.0}]
+        {"name": "Family", "customers": 1, "lifetime_value": 240.0},
+    ]
     assert segments["value_tier"] == [{"name": "Bronze", "customers": 2, "lifetime_value": 390.0}]
     # CUST-1: 2 claims in 12 months (20) + loss ratio 0.625 (10) + 7-year-old pet (10) = 40 Medium
     # CUST-2: 1 claim (10) + loss ratio 0.5333 (10) = 20 Low
-    assert [(s["name"], s["customers"]) for s in segments["risk_category"]] == [("Low", 1), ("Medium", 1)]
+    assert [(s["name"], s["customers"]) for s in segments["risk_category"]] == [
+        ("Low", 1),
+        ("Medium", 1),
+    ]
 
     pipeline = api.get("/api/pipeline/status").json()
     assert pipeline["layers"]["bronze"]["claims_raw"] == 4
@@ -337,33 +419,56 @@ def test_api_summary_kpis_segments_and_pipeline(api: TestClient):
 def test_api_lists_with_filters_and_pagination(api: TestClient):
     customers = api.get("/api/insights/customers").json()
     assert customers["total"] == 2
-    assert [(c["customer_id"], c["premium_earned"], c["loss_ratio"], c["risk_score"])
-            for c in customers["items"]] == [("CUST-1", 240.0, 0.625, 40), ("CUST-2", 150.0, 0.5333, 20)]
+    assert [
+        (c["customer_id"], c["premium_earned"], c["loss_ratio"], c["risk_score"])
+        for c in customers["items"]
+    ] == [("CUST-1", 240.0, 0.625, 40), ("CUST-2", 150.0, 0.5333, 20)]
     assert "email" not in customers["items"][0]
     page = api.get("/api/insights/customers?limit=1&offset=1").json()
     assert (page["total"], [c["customer_id"] for c in page["items"]]) == (2, ["CUST-2"])
-    assert api.get("/api/insights/customers?risk_category=Medium").json()["items"][0]["customer_id"] == "CUST-1"
+    assert (
+        api.get("/api/insights/customers?risk_category=Medium").json()["items"][0]["customer_id"]
+        == "CUST-1"
+    )
     assert api.get("/api/insights/customers?limit=0").status_code == 422
 
     one = api.get("/api/insights/customers/CUST-1").json()
     assert (one["full_name"], one["total_pets"], one["active_policies"]) == ("Ann Lee", 2, 1)
     assert one["risk"]["risk_category"] == "Medium"
-    assert [(x["recommendation"], x["estimated_revenue"], x["priority"]) for x in one["cross_sell"]] == [
-        ("Insure Additional Pet", 480.0, "High")]  # PET-3 uninsured; 12 x 40.00
+    assert [
+        (x["recommendation"], x["estimated_revenue"], x["priority"]) for x in one["cross_sell"]
+    ] == [("Insure Additional Pet", 480.0, "High")]  # PET-3 uninsured; 12 x 40.00
     assert api.get("/api/insights/customers/CUST-404").status_code == 404
 
     claims = api.get("/api/insights/claims?status=Paid").json()
-    assert [(c["claim_id"], c["reimbursement_rate"]) for c in claims["items"]] == [("CLM-1", 0.75), ("CLM-2", 0.8)]
-    assert api.get("/api/insights/claims?customer_id=CUST-1&service_month=2025-04").json()["items"][0]["claim_id"] == "CLM-3"
+    assert [(c["claim_id"], c["reimbursement_rate"]) for c in claims["items"]] == [
+        ("CLM-1", 0.75),
+        ("CLM-2", 0.8),
+    ]
+    assert (
+        api.get("/api/insights/claims?customer_id=CUST-1&service_month=2025-04").json()["items"][0][
+            "claim_id"
+        ]
+        == "CLM-3"
+    )
 
     providers = api.get("/api/insights/providers?is_in_network=true").json()["items"]
-    assert [(p["provider_id"], p["total_claims"], p["total_paid"], p["approval_rate"], p["unique_customers"])
-            for p in providers] == [("PRV-1", 3, 230.0, 0.6667, 2)]
+    assert [
+        (
+            p["provider_id"],
+            p["total_claims"],
+            p["total_paid"],
+            p["approval_rate"],
+            p["unique_customers"],
+        )
+        for p in providers
+    ] == [("PRV-1", 3, 230.0, 0.6667, 2)]
     assert api.get("/api/insights/providers?is_in_network=false").json()["total"] == 0
 
     risks = api.get("/api/insights/risks?risk_category=Low").json()["items"]
     assert [(r["customer_id"], r["total_risk_score"], r["recommended_action"]) for r in risks] == [
-        ("CUST-2", 20, "Standard renewal")]
+        ("CUST-2", 20, "Standard renewal")
+    ]
     cross = api.get("/api/insights/cross-sell?priority=High").json()
     assert cross["total"] == 1 and cross["items"][0]["customer_id"] == "CUST-1"
 
@@ -376,17 +481,27 @@ def test_api_health_data_source_status_and_toggle(served: LakeFixture):
     assert status["source"] == "live" and status["use_live"] is True
 
     assert api.put("/api/v1/data-source/toggle").status_code == 401
-    assert api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bearer wrong"}).status_code == 403
-    toggled = api.put("/api/v1/data-source/toggle", json={"use_live": False},
-                      headers={"Authorization": f"Bearer {ADMIN}"})
+    assert (
+        api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bearer wrong"}).status_code
+        == 403
+    )
+    toggled = api.put(
+        "/api/v1/data-source/toggle",
+        json={"use_live": False},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
     assert toggled.status_code == 200 and toggled.json()["source"] == "demo"
     assert api.get("/api/insights/summary").json()["source"] == "demo"
     back = api.put("/api/v1/data-source/toggle", headers={"Authorization": f"Bearer {ADMIN}"})
     assert back.json()["source"] == "live"
 
     disabled = TestClient(create_app(client, admin_token=""))
-    assert disabled.put("/api/v1/data-source/toggle",
-                        headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 503
+    assert (
+        disabled.put(
+            "/api/v1/data-source/toggle", headers={"Authorization": f"Bearer {ADMIN}"}
+        ).status_code
+        == 503
+    )
 
 
 def test_api_enumerated_filters_match_whatever_the_case(api: TestClient):
@@ -403,78 +518,158 @@ def test_api_enumerated_filters_match_whatever_the_case(api: TestClient):
     assert ids("/api/insights/risks?risk_category=LOW") == ["CUST-2"]
     assert ids("/api/insights/cross-sell?priority=high") == ["CUST-1"]
     assert ids("/api/insights/cross-sell?recommendation=insure%20additional%20pet") == ["CUST-1"]
-    assert ids("/api/insights/cross-sell?recommendation=Plan%20Upgrade") == []  # accepted, none fires
+    assert (
+        ids("/api/insights/cross-sell?recommendation=Plan%20Upgrade") == []
+    )  # accepted, none fires
 
 
-@pytest.mark.parametrize("url, field, value, accepted", [
-    ("/api/insights/claims?status=approvedd", "status", "approvedd",
-     "'Submitted', 'Under Review', 'Approved', 'Denied' or 'Paid'"),
-    ("/api/insights/claims?claim_type=Dental", "claim_type", "Dental",
-     "'Accident', 'Illness', 'Wellness' or 'Emergency'"),
-    ("/api/insights/customers?risk_category=Nope", "risk_category", "Nope",
-     "'Low', 'Medium', 'High' or 'Critical'"),
-    ("/api/insights/customers?value_tier=Diamond", "value_tier", "Diamond",
-     "'Platinum', 'Gold', 'Silver' or 'Bronze'"),
-    ("/api/insights/risks?risk_category=", "risk_category", "",
-     "'Low', 'Medium', 'High' or 'Critical'"),
-    ("/api/insights/cross-sell?priority=Urgent", "priority", "Urgent", "'High', 'Medium' or 'Low'"),
-    ("/api/insights/cross-sell?recommendation=Upgrade", "recommendation", "Upgrade",
-     "'Insure Additional Pet', 'Wellness Add-on', 'Dental Coverage' or 'Plan Upgrade'"),
-])
+@pytest.mark.parametrize(
+    "url, field, value, accepted",
+    [
+        (
+            "/api/insights/claims?status=approvedd",
+            "status",
+            "approvedd",
+            "'Submitted', 'Under Review', 'Approved', 'Denied' or 'Paid'",
+        ),
+        (
+            "/api/insights/claims?claim_type=Dental",
+            "claim_type",
+            "Dental",
+            "'Accident', 'Illness', 'Wellness' or 'Emergency'",
+        ),
+        (
+            "/api/insights/customers?risk_category=Nope",
+            "risk_category",
+            "Nope",
+            "'Low', 'Medium', 'High' or 'Critical'",
+        ),
+        (
+            "/api/insights/customers?value_tier=Diamond",
+            "value_tier",
+            "Diamond",
+            "'Platinum', 'Gold', 'Silver' or 'Bronze'",
+        ),
+        (
+            "/api/insights/risks?risk_category=",
+            "risk_category",
+            "",
+            "'Low', 'Medium', 'High' or 'Critical'",
+        ),
+        (
+            "/api/insights/cross-sell?priority=Urgent",
+            "priority",
+            "Urgent",
+            "'High', 'Medium' or 'Low'",
+        ),
+        (
+            "/api/insights/cross-sell?recommendation=Upgrade",
+            "recommendation",
+            "Upgrade",
+            "'Insure Additional Pet', 'Wellness Add-on', 'Dental Coverage' or 'Plan Upgrade'",
+        ),
+    ],
+)
 def test_api_refuses_an_unknown_enumerated_value_naming_the_accepted_ones(
-        api: TestClient, url: str, field: str, value: str, accepted: str):
+    api: TestClient, url: str, field: str, value: str, accepted: str
+):
     response = api.get(url)
     assert response.status_code == 422
-    assert response.json() == {"detail": [{
-        "type": "enum", "loc": ["query", field], "msg": f"Input should be {accepted}",
-        "input": value, "ctx": {"expected": accepted}}]}
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "enum",
+                "loc": ["query", field],
+                "msg": f"Input should be {accepted}",
+                "input": value,
+                "ctx": {"expected": accepted},
+            }
+        ]
+    }
 
 
-@pytest.mark.parametrize("url, field, value", [
-    ("/api/insights/claims?service_month=abc", "service_month", "abc"),
-    ("/api/insights/claims?service_month=2025-13", "service_month", "2025-13"),
-    ("/api/insights/claims?service_month=2025-4", "service_month", "2025-4"),
-    ("/api/insights/claims?service_month=2025-04-10", "service_month", "2025-04-10"),
-    ("/api/insights/kpis?from=zzz", "from", "zzz"),
-    ("/api/insights/kpis?to=2025-00", "to", "2025-00"),
-])
+@pytest.mark.parametrize(
+    "url, field, value",
+    [
+        ("/api/insights/claims?service_month=abc", "service_month", "abc"),
+        ("/api/insights/claims?service_month=2025-13", "service_month", "2025-13"),
+        ("/api/insights/claims?service_month=2025-4", "service_month", "2025-4"),
+        ("/api/insights/claims?service_month=2025-04-10", "service_month", "2025-04-10"),
+        ("/api/insights/kpis?from=zzz", "from", "zzz"),
+        ("/api/insights/kpis?to=2025-00", "to", "2025-00"),
+    ],
+)
 def test_api_month_filters_must_be_yyyy_mm(api: TestClient, url: str, field: str, value: str):
     response = api.get(url)
     assert response.status_code == 422
-    assert response.json() == {"detail": [{
-        "type": "value_error", "loc": ["query", field],
-        "msg": "Value error, expected a month as YYYY-MM, e.g. 2025-03", "input": value, "ctx": {"error": {}}}]}
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "value_error",
+                "loc": ["query", field],
+                "msg": "Value error, expected a month as YYYY-MM, e.g. 2025-03",
+                "input": value,
+                "ctx": {"error": {}},
+            }
+        ]
+    }
 
 
 def test_api_kpis_refuses_a_range_that_ends_before_it_starts(api: TestClient):
     response = api.get("/api/insights/kpis?from=2025-04&to=2025-02")
     assert response.status_code == 422
-    assert response.json() == {"detail": [{
-        "type": "value_error", "loc": ["query", "from"], "input": "2025-04",
-        "msg": "from (2025-04) is after to (2025-02)"}]}
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "value_error",
+                "loc": ["query", "from"],
+                "input": "2025-04",
+                "msg": "from (2025-04) is after to (2025-02)",
+            }
+        ]
+    }
     one = api.get("/api/insights/kpis?from=2025-04&to=2025-04").json()["months"]
     assert [(m["year_month"], m["total_claims"]) for m in one] == [("2025-04", 1)]
 
 
 def test_api_free_text_filters_match_whatever_the_case_and_ids_exactly(api: TestClient):
-    assert [c["customer_id"] for c in api.get("/api/insights/customers?state=nv").json()["items"]] == ["CUST-2"]
-    assert [c["customer_id"] for c in api.get("/api/insights/customers?segment=FAMILY").json()["items"]] == ["CUST-1"]
+    assert [
+        c["customer_id"] for c in api.get("/api/insights/customers?state=nv").json()["items"]
+    ] == ["CUST-2"]
+    assert [
+        c["customer_id"] for c in api.get("/api/insights/customers?segment=FAMILY").json()["items"]
+    ] == ["CUST-1"]
     providers = api.get("/api/insights/providers?provider_type=general%20practice&state=tx").json()
     assert [p["provider_id"] for p in providers["items"]] == ["PRV-1"]
     assert api.get("/api/insights/claims?customer_id=cust-1").json()["total"] == 0
 
 
 def test_api_toggle_refuses_a_non_ascii_token(served: LakeFixture):
-    api = TestClient(create_app(SnapshotClient(LocalStore(snapshot_root(served.lake))), admin_token=ADMIN))
-    wrong = api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bearer s3cret-ädmin".encode("latin-1")})
+    api = TestClient(
+        create_app(SnapshotClient(LocalStore(snapshot_root(served.lake))), admin_token=ADMIN)
+    )
+    wrong = api.put(
+        "/api/v1/data-source/toggle",
+        headers={"Authorization": "Bearer s3cret-ädmin".encode("latin-1")},
+    )
     assert (wrong.status_code, wrong.json()) == (403, {"detail": "not an admin token"})
-    scheme = api.put("/api/v1/data-source/toggle", headers={"Authorization": "Bëarer x".encode("latin-1")})
+    scheme = api.put(
+        "/api/v1/data-source/toggle", headers={"Authorization": "Bëarer x".encode("latin-1")}
+    )
     assert (scheme.status_code, scheme.json()) == (
-        401, {"detail": "admin token required (Authorization: Bearer <token>)"})
-    non_ascii_admin = TestClient(create_app(SnapshotClient(LocalStore(snapshot_root(served.lake))),
-                                            admin_token="clé-secrète"))
-    utf8 = non_ascii_admin.put("/api/v1/data-source/toggle", json={"use_live": False},
-                               headers={"Authorization": "Bearer clé-secrète".encode()})
+        401,
+        {"detail": "admin token required (Authorization: Bearer <token>)"},
+    )
+    non_ascii_admin = TestClient(
+        create_app(
+            SnapshotClient(LocalStore(snapshot_root(served.lake))), admin_token="clé-secrète"
+        )
+    )
+    utf8 = non_ascii_admin.put(
+        "/api/v1/data-source/toggle",
+        json={"use_live": False},
+        headers={"Authorization": "Bearer clé-secrète".encode()},
+    )
     assert utf8.status_code == 200 and utf8.json()["source"] == "demo"
 
 
@@ -483,19 +678,36 @@ def test_api_responses_carry_no_server_path(served: LakeFixture, tmp_path: Path)
     api = TestClient(create_app(SnapshotClient(LocalStore(root)), admin_token=ADMIN))
     status = api.get("/api/v1/data-source/status").json()
     assert status["store"] == "local folder" and status["source"] == "live"
-    texts = [api.get(url).text for url in (
-        "/health", "/api/insights/summary", "/api/insights/kpis", "/api/insights/customers",
-        "/api/insights/customers/CUST-1", "/api/insights/claims", "/api/insights/providers",
-        "/api/insights/risks", "/api/insights/cross-sell", "/api/insights/segments",
-        "/api/pipeline/status", "/api/v1/data-source/status")]
-    texts.append(api.put("/api/v1/data-source/toggle", headers={"Authorization": f"Bearer {ADMIN}"}).text)
+    texts = [
+        api.get(url).text
+        for url in (
+            "/health",
+            "/api/insights/summary",
+            "/api/insights/kpis",
+            "/api/insights/customers",
+            "/api/insights/customers/CUST-1",
+            "/api/insights/claims",
+            "/api/insights/providers",
+            "/api/insights/risks",
+            "/api/insights/cross-sell",
+            "/api/insights/segments",
+            "/api/pipeline/status",
+            "/api/v1/data-source/status",
+        )
+    ]
+    texts.append(
+        api.put("/api/v1/data-source/toggle", headers={"Authorization": f"Bearer {ADMIN}"}).text
+    )
     assert [t for t in texts if str(served.root) in t or str(root) in t] == []
 
     missing = tmp_path / "no-snapshots-here"
     broken = TestClient(create_app(SnapshotClient(LocalStore(missing)), admin_token=ADMIN))
     status = broken.get("/api/v1/data-source/status").json()
     assert (status["source"], status["store"], status["last_error"]) == (
-        "demo", "local folder", "cannot read latest.json: No such file or directory")
+        "demo",
+        "local folder",
+        "cannot read latest.json: No such file or directory",
+    )
     assert str(tmp_path) not in broken.get("/api/v1/data-source/status").text
 
 
@@ -504,8 +716,11 @@ def test_api_responses_carry_no_server_path(served: LakeFixture, tmp_path: Path)
 
 def _run(defs: dg.Definitions, instance, request: dg.RunRequest, job: str) -> None:
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, asset_selection=request.asset_selection, tags=request.tags,
-        run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}})
+        instance=instance,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+        run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}},
+    )
     assert result.success
 
 
@@ -517,13 +732,27 @@ def test_new_raw_claim_reaches_the_api_through_the_sensors(lake: LakeFixture):
         _run(defs, instance, raw.run_requests[0], "refresh_all")
         exports = _tick(defs, "exports_sensor", instance)
         _run(defs, instance, exports.run_requests[0], "publish_api_snapshot")
-        api = TestClient(create_app(SnapshotClient(LocalStore(snapshot_root(lake.lake)), ttl_seconds=0),
-                                    admin_token=ADMIN))
+        api = TestClient(
+            create_app(
+                SnapshotClient(LocalStore(snapshot_root(lake.lake)), ttl_seconds=0),
+                admin_token=ADMIN,
+            )
+        )
         assert api.get("/api/insights/claims?customer_id=CUST-2").json()["total"] == 1
 
-        lake.write_raw("claims", "CLM-8_20250515_120000_000000.json",
-                       claim("CLM-8", "2025-05-15", "75.00", "60.00", customer="CUST-2",
-                             policy="POL-2", pet="PET-2"))
+        lake.write_raw(
+            "claims",
+            "CLM-8_20250515_120000_000000.json",
+            claim(
+                "CLM-8",
+                "2025-05-15",
+                "75.00",
+                "60.00",
+                customer="CUST-2",
+                policy="POL-2",
+                pet="PET-2",
+            ),
+        )
         raw = _tick(defs, "raw_files_sensor", instance, raw.cursor)
         _run(defs, instance, raw.run_requests[0], "refresh_all")
         exports = _tick(defs, "exports_sensor", instance, exports.cursor)

@@ -30,8 +30,13 @@ def ensure_chromium() -> tuple[str, str]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
-                       check=True, env=env, timeout=900, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+            check=True,
+            env=env,
+            timeout=900,
+            stdout=subprocess.DEVNULL,
+        )
     return shutil.which("chromium"), shutil.which("chromedriver")
 
 
@@ -48,9 +53,22 @@ def dagster_dev(lake: LakeFixture, tmp_path: Path):
         env.pop(name, None)
     log = open(tmp_path / "dagster-dev.log", "wb")
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield port, process, tmp_path / "dagster-dev.log"
     finally:
@@ -103,18 +121,37 @@ def test_ui_shows_the_graph_checks_and_metadata(lake: LakeFixture, dagster_dev):
     write_base(lake, GOOD_CLAIMS)
     port, process, log = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
-    run_id = wait_for(lambda: client.submit_job_execution(
-        "refresh_all", run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}}),
-        180, "the code location to load and accept a run")
-    status = wait_for(lambda: (s := client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
-                      300, f"run {run_id} to finish", interval=1)
+    run_id = wait_for(
+        lambda: client.submit_job_execution(
+            "refresh_all",
+            run_config={"resources": {"reporting_date": {"config": {"as_of": AS_OF}}}},
+        ),
+        180,
+        "the code location to load and accept a run",
+    )
+    status = wait_for(
+        lambda: (
+            (s := client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s
+        ),
+        300,
+        f"run {run_id} to finish",
+        interval=1,
+    )
     assert status == "SUCCESS", log.read_text()[-5000:]
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=2000,1300"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=2000,1300",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -123,29 +160,48 @@ def test_ui_shows_the_graph_checks_and_metadata(lake: LakeFixture, dagster_dev):
         driver.get(f"{base}/assets")  # the catalog: every asset by name
         # (the list is virtualised: only the first rows are in the page)
         names = ("bronze / claims_raw", "bronze / customers_raw", "gold / api_snapshot")
-        catalog = wait_for(lambda: all(n in (t := body_text(driver)) for n in names) and t, 90,
-                           "the catalog to list the assets")
+        catalog = wait_for(
+            lambda: all(n in (t := body_text(driver)) for n in names) and t,
+            90,
+            "the catalog to list the assets",
+        )
         assert "append-only, each file once" in catalog  # descriptions are shown
         dismiss_prompt(driver)
         driver.save_screenshot(str(ARTIFACTS / "catalog.png"))
 
-        driver.get(f"{base}/asset-groups")  # the lineage: raw -> bronze -> silver -> gold -> serving
+        driver.get(
+            f"{base}/asset-groups"
+        )  # the lineage: raw -> bronze -> silver -> gold -> serving
         groups = ("raw", "bronze", "silver", "gold", "serving")
-        wait_for(lambda: "Materialize all" in body_text(driver) and all(
-            driver.find_elements(By.XPATH, f"//*[local-name()='foreignObject']//*[normalize-space(text())='{g}']")
-            for g in groups), 60, "the asset graph with its five groups")
+        wait_for(
+            lambda: (
+                "Materialize all" in body_text(driver)
+                and all(
+                    driver.find_elements(
+                        By.XPATH,
+                        f"//*[local-name()='foreignObject']//*[normalize-space(text())='{g}']",
+                    )
+                    for g in groups
+                )
+            ),
+            60,
+            "the asset graph with its five groups",
+        )
         dismiss_prompt(driver)
         # Open every group for the picture (best effort: the graph re-renders as groups open).
         for group in groups:
             for node in driver.find_elements(
-                    By.XPATH, f"//*[local-name()='foreignObject']//*[normalize-space(text())='{group}']")[:1]:
+                By.XPATH, f"//*[local-name()='foreignObject']//*[normalize-space(text())='{group}']"
+            )[:1]:
                 try:
                     ActionChains(driver).double_click(node).perform()
                 except WebDriverException:
                     pass
                 time.sleep(0.7)
         dismiss_prompt(driver)
-        zoom_out = driver.find_elements(By.CSS_SELECTOR, "button[class*='SVGViewport_iconButton']")[1]
+        zoom_out = driver.find_elements(By.CSS_SELECTOR, "button[class*='SVGViewport_iconButton']")[
+            1
+        ]
         for _ in range(2):  # the whole graph in the picture
             zoom_out.click()
             time.sleep(0.3)
@@ -153,15 +209,27 @@ def test_ui_shows_the_graph_checks_and_metadata(lake: LakeFixture, dagster_dev):
         driver.save_screenshot(str(ARTIFACTS / "asset-graph.png"))
 
         driver.get(f"{base}/assets/gold/monthly_kpis")
-        expected = ("Per service month", "loss ratio = paid / premium earned", "Row count",
-                    "delta_version", "rows_added", "preview", "year_month", "Freshness policy")
-        wait_for(lambda: all(e in body_text(driver) for e in expected), 90,
-                 "the asset page's description, metadata and schema")
+        expected = (
+            "Per service month",
+            "loss ratio = paid / premium earned",
+            "Row count",
+            "delta_version",
+            "rows_added",
+            "preview",
+            "year_month",
+            "Freshness policy",
+        )
+        wait_for(
+            lambda: all(e in body_text(driver) for e in expected),
+            90,
+            "the asset page's description, metadata and schema",
+        )
         driver.save_screenshot(str(ARTIFACTS / "asset-monthly_kpis.png"))
 
         driver.get(f"{base}/assets/gold/monthly_kpis?view=checks")
-        checks = wait_for(lambda: (t := body_text(driver)) and "no_missing_month" in t and t, 90,
-                          "the checks tab")
+        checks = wait_for(
+            lambda: (t := body_text(driver)) and "no_missing_month" in t and t, 90, "the checks tab"
+        )
         assert "year_month_unique" in checks and "claims_count_equals_silver" in checks
         driver.save_screenshot(str(ARTIFACTS / "asset-monthly_kpis-checks.png"))
     finally:

@@ -87,8 +87,12 @@ def run(lake_root: str, as_of: dt.date, out_dir: str, spark=None) -> dict[str, i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lake", required=True, help="lake root (a folder with bronze/)")
-    parser.add_argument("--as-of", type=dt.date.fromisoformat,
-                        default=dt.datetime.now(dt.UTC).date(), help="YYYY-MM-DD")
+    parser.add_argument(
+        "--as-of",
+        type=dt.date.fromisoformat,
+        default=dt.datetime.now(dt.UTC).date(),
+        help="YYYY-MM-DD",
+    )
     parser.add_argument("--out", required=True, help="folder for the gold Parquet output")
     args = parser.parse_args(argv)
     started = time.perf_counter()
