@@ -53,7 +53,6 @@ def _bronze_asset(entity: contracts.Entity) -> dg.AssetsDefinition:
         existing = table_metadata(the_lake, uri) if the_lake.exists(uri) else {}
         return dg.MaterializeResult(metadata={**existing, "rows_added": 0, "files_ingested": 0})
 
-    _asset.__name__ = entity.bronze_table
     return _asset
 
 

@@ -157,7 +157,6 @@ def _gold_asset(spec: GoldTable) -> dg.AssetsDefinition:
                 metadata={"as_of": as_of.isoformat(), **export},
             )
 
-    _asset.__name__ = spec.name
     return _asset
 
 

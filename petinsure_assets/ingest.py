@@ -66,7 +66,8 @@ from petinsure_assets.storage import StorageError
 
 LEDGER_TABLE = "_file_ledger"
 COMMIT_FILES_KEY = "petinsure.ingested_files"
-# Rows per Arrow batch handed to DuckDB and the Delta writer; bounds memory for huge files.
+# Bytes of CSV text per Arrow batch (pyarrow's block_size) handed to DuckDB and the Delta writer;
+# bounds memory for huge files.
 CSV_BLOCK_SIZE = 64 * 1024 * 1024
 REALTIME_FILES_PER_BATCH = 5000
 READ_CHUNK = 8 * 1024 * 1024

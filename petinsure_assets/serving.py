@@ -111,7 +111,6 @@ def _export_asset(spec: GoldTable) -> dg.AssetsDefinition:
             }
         )
 
-    _asset.__name__ = f"export_{table}"
     return _asset
 
 

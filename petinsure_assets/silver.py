@@ -20,7 +20,8 @@ from petinsure_assets.resources import (
     unchanged_version,
 )
 
-# silver table -> (entity, its SQL file's staged table, silver parents it checks keys against)
+# silver table -> (its bronze entity, whose SQL file stages `<entity>_staged`; the silver tables
+# its foreign keys point to)
 SILVER_TABLES: dict[str, tuple[contracts.Entity, tuple[str, ...]]] = {
     "dim_customers": (contracts.CUSTOMERS, ()),
     "dim_providers": (contracts.PROVIDERS, ()),
