@@ -149,7 +149,7 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, int, str]:
         lake,
         "customers",
         "customers_nokey.csv",
-        (b"first_name,last_name,email\nAnn,Lee,ann@example.com\nBob,Ray,bob@example.com\n"),
+        b"first_name,last_name,email\nAnn,Lee,ann@example.com\nBob,Ray,bob@example.com\n",
     )
     write_bytes(
         lake,
