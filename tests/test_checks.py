@@ -16,17 +16,9 @@ from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.lake import Lake
 from tests.conftest import LakeFixture
-from tests.test_pipeline import AS_OF, CUSTOMERS, PETS, POLICIES, PROVIDERS, claim
+from tests.test_pipeline import AS_OF, claim, write_base
 
 ALL_CHECKS = [(table, check) for table, checks in TABLE_CHECKS.items() for check in checks]
-
-
-def write_base(lake: LakeFixture, claims: list[str]) -> None:
-    lake.write_raw("customers", "customers.csv", CUSTOMERS)
-    lake.write_raw("pets", "pets.csv", PETS)
-    lake.write_raw("policies", "policies.csv", POLICIES)
-    lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw("claims", "claims.jsonl", "\n".join(claims) + "\n")
 
 
 GOOD_CLAIMS = [

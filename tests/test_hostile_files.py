@@ -21,7 +21,7 @@ from petinsure_assets import contracts, ingest
 from petinsure_assets.cli import main
 from petinsure_assets.lake import Lake
 from tests.conftest import LakeFixture
-from tests.test_pipeline import AS_OF, CUSTOMERS, PETS, POLICIES, PROVIDERS, claim
+from tests.test_pipeline import AS_OF, CUSTOMERS, PETS, PROVIDERS, claim, write_base
 
 
 def account(lake: LakeFixture, entity: contracts.Entity, source_file: str) -> tuple[int, int, dict]:
@@ -87,21 +87,7 @@ def hostile(tmp_path_factory) -> tuple[LakeFixture, int, str]:
     """The base lake plus one hostile file per case, refreshed once by `petinsure refresh`."""
     root = tmp_path_factory.mktemp("hostile")
     lake = LakeFixture(root / "lake")
-    lake.write_raw("customers", "customers.csv", CUSTOMERS)
-    lake.write_raw("pets", "pets.csv", PETS)
-    lake.write_raw("policies", "policies.csv", POLICIES)
-    lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw(
-        "claims",
-        "claims.jsonl",
-        "\n".join(
-            [
-                claim("CLM-1", "2025-02-10", "200.00", "150.00"),
-                claim("CLM-2", "2025-03-10", "100.00", "80.00"),
-            ]
-        )
-        + "\n",
-    )
+    write_base(lake)
 
     # JSON keys no path can name, nested values, a repeated key, a non-object, blank lines.
     lake.write_raw("claims", "keys.jsonl", line({**quick("CLM-10"), 'we"ird': "x", "": 1}) + "\n")

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import LakeFixture
-from tests.test_pipeline import AS_OF, CUSTOMERS, PETS, POLICIES, PROVIDERS, claim
+from tests.test_pipeline import AS_OF, CUSTOMERS, PETS, POLICIES, PROVIDERS, claim, write_base
 
 
 def _claim(claim_id: str, **fields) -> str:
@@ -337,25 +337,14 @@ def test_updated_at_far_in_the_future_is_no_version_stamp(hostile):
 def test_an_updated_at_far_in_the_future_does_not_win_deduplication(lake: LakeFixture):
     """Two versions of one claim: the one stamped 9999-12-31 (a clock error) has no usable stamp,
     so the version stamped 2025-03-11 is the latest; both versions are accounted for."""
-    lake.write_raw("customers", "customers.csv", CUSTOMERS)
-    lake.write_raw("pets", "pets.csv", PETS)
-    lake.write_raw("policies", "policies.csv", POLICIES)
-    lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw(
-        "claims",
-        "claims.jsonl",
-        "\n".join(
-            [
-                _claim("CLM-1", claim_amount="100.00", updated_at="9999-12-31T00:00:00"),
-                _claim(
-                    "CLM-1",
-                    claim_amount="90.00",
-                    paid_amount="70.00",
-                    updated_at="2025-03-11T00:00:00",
-                ),
-            ]
-        )
-        + "\n",
+    write_base(
+        lake,
+        [
+            _claim("CLM-1", claim_amount="100.00", updated_at="9999-12-31T00:00:00"),
+            _claim(
+                "CLM-1", claim_amount="90.00", paid_amount="70.00", updated_at="2025-03-11T00:00:00"
+            ),
+        ],
     )
     lake.refresh(as_of=AS_OF)
     assert len(lake.rows("bronze", "claims_raw")) == 2

@@ -64,23 +64,24 @@ def claim(
     )
 
 
-@pytest.fixture
-def base_lake(lake: LakeFixture) -> LakeFixture:
+BASE_CLAIMS = [
+    claim("CLM-1", "2025-02-10", "200.00", "150.00"),
+    claim("CLM-2", "2025-03-10", "100.00", "80.00"),
+]
+
+
+def write_base(lake: LakeFixture, claims: list[str] = BASE_CLAIMS) -> None:
+    """The base raw zone: two customers, pets, policies, a provider, and `claims` (JSON lines)."""
     lake.write_raw("customers", "customers.csv", CUSTOMERS)
     lake.write_raw("pets", "pets.csv", PETS)
     lake.write_raw("policies", "policies.csv", POLICIES)
     lake.write_raw("providers", "providers.csv", PROVIDERS)
-    lake.write_raw(
-        "claims",
-        "claims.jsonl",
-        "\n".join(
-            [
-                claim("CLM-1", "2025-02-10", "200.00", "150.00"),
-                claim("CLM-2", "2025-03-10", "100.00", "80.00"),
-            ]
-        )
-        + "\n",
-    )
+    lake.write_raw("claims", "claims.jsonl", "\n".join(claims) + "\n")
+
+
+@pytest.fixture
+def base_lake(lake: LakeFixture) -> LakeFixture:
+    write_base(lake)
     return lake
 
 
