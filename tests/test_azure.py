@@ -21,8 +21,8 @@ from petinsure_assets.snapshot_client import AzureBlobStore, SnapshotClient
 from petinsure_assets.storage import LakeConfigError
 from tests.azurite import ACCOUNT, KEY, Azurite
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS, write_base
-from tests.test_pipeline import AS_OF
+from tests.test_checks import GOOD_CLAIMS
+from tests.test_pipeline import AS_OF, write_base
 from tests.test_serving import add_uninsured_pet
 
 GOLD = (

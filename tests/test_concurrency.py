@@ -23,8 +23,8 @@ from petinsure_assets.definitions import build_definitions
 from petinsure_assets.lake import Lake
 from petinsure_assets.lock import LakeBusyError, writer_lock
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS, write_base
-from tests.test_pipeline import AS_OF
+from tests.test_checks import GOOD_CLAIMS
+from tests.test_pipeline import AS_OF, write_base
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_LAKE_BUSY = 75

@@ -23,8 +23,8 @@ import pytest
 from petinsure_assets.cli import main
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS, write_base
-from tests.test_pipeline import AS_OF
+from tests.test_checks import GOOD_CLAIMS
+from tests.test_pipeline import AS_OF, write_base
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD = 600  # seconds; a hung command fails the test instead of the suite

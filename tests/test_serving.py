@@ -25,8 +25,8 @@ from petinsure_assets.snapshot_client import (
 )
 from petinsure_assets.snapshots import publish, read_latest, snapshot_root
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS, write_base
-from tests.test_pipeline import AS_OF, claim
+from tests.test_checks import GOOD_CLAIMS
+from tests.test_pipeline import AS_OF, claim, write_base
 
 ADMIN = "s3cret-admin-token"
 

@@ -19,8 +19,8 @@ from selenium.webdriver.common.by import By
 
 from tests.azurite import free_port
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS, write_base
-from tests.test_pipeline import AS_OF
+from tests.test_checks import GOOD_CLAIMS
+from tests.test_pipeline import AS_OF, write_base
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
