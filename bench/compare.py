@@ -14,7 +14,7 @@ import os
 import duckdb
 import pyarrow as pa
 
-from petinsure_assets.gold import GOLD_TABLES
+from petinsure_assets.catalog import CATALOG
 from petinsure_assets.lake import Lake
 
 
@@ -36,7 +36,7 @@ def compare_gold(lake: Lake, out_dir: str) -> dict[str, dict[str, int]]:
     con = duckdb.connect()
     try:
         result = {}
-        for spec in GOLD_TABLES:
+        for spec in CATALOG.gold:
             con.register("product_src", lake.dataset(lake.table_uri("gold", spec.name)))
             con.execute(
                 f"CREATE OR REPLACE VIEW other_src AS SELECT * FROM "

@@ -1,5 +1,8 @@
 """Data-quality gates: asset checks on every silver and gold table, and their history as data.
 
+The checks of a table are derived from its spec in the catalog (catalog.py: key, parents,
+accepted values, ranges, formats, totals, its own queries) and run inside the step that writes
+the table, right after the write; a silver table's step also checks its rows of the quarantine.
 Each check is a query that returns the rows that break it (keys and the offending values): no
 rows, the check passes. A failing check reports how many rows fail and a sample of them. Blocking
 checks (severity ERROR) stop everything downstream of their table in the same run, and the
@@ -13,7 +16,7 @@ same version give the same outcome, and a history growing with every no-op run w
 table the no-op writes.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,15 +24,10 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from petinsure_assets import contracts, thresholds
+from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
-from petinsure_assets.resources import (
-    LakeResource,
-    content_version,
-    duckdb_config,
-    markdown_preview,
-)
+from petinsure_assets.resources import duckdb_config, markdown_preview
 
 CHECK_HISTORY_TABLE = "_check_history"
 SAMPLE_ROWS = 5
@@ -119,7 +117,7 @@ def accepted_values(col: str, values: Iterable[str], key: str, nullable: bool = 
     return Check(
         f"{col}_accepted",
         f"{col} in ({listed})" + (" or null" if nullable else ""),
-        f"SELECT {key}, {col} FROM t WHERE {col} NOT IN ({listed}){null_clause}",
+        f"SELECT {_columns(key, col)} FROM t WHERE {col} NOT IN ({listed}){null_clause}",
         kind="accepted",
         column=col,
     )
@@ -135,7 +133,7 @@ def in_range(col: str, key: str, low: float | None = None, high: float | None = 
     return Check(
         f"{col}_range",
         f"{col} {bounds} (nulls allowed)",
-        f"SELECT {key}, {col} FROM t WHERE " + " OR ".join(conditions),
+        f"SELECT {_columns(key, col)} FROM t WHERE " + " OR ".join(conditions),
         kind="range",
         column=col,
     )
@@ -145,7 +143,7 @@ def matches(col: str, pattern: str, key: str, what: str) -> Check:
     return Check(
         f"{col}_format",
         f"{col} is {what} (or null)",
-        f"SELECT {key}, {col} FROM t WHERE NOT regexp_full_match({col}, '{pattern}')",
+        f"SELECT {_columns(key, col)} FROM t WHERE NOT regexp_full_match({col}, '{pattern}')",
         kind="format",
         column=col,
     )
@@ -155,12 +153,13 @@ def _name(table: str) -> str:
     return table.replace("/", "_")
 
 
-# ---- the checks of each table -----------------------------------------------------------------
+def _columns(key: str, col: str) -> str:
+    """The columns a failing row is shown with: the identifying key columns, then the value."""
+    return f"{key}, {col}" if key else col
 
-PHONE = r"\(\d{3}\) \d{3}-\d{4}"
-EMAIL = r"[a-z0-9._%+\-]+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}"
-STATE = r"[A-Z]{2}"
-ZIP = r"[0-9]{5}"
+
+# ---- the checks of each table, from its spec in the catalog ---------------------------------------
+
 # The hard rules of docs/rules.md, in the order they apply (first match wins).
 QUARANTINE_REASONS = (
     "malformed_record",
@@ -172,265 +171,141 @@ QUARANTINE_REASONS = (
     "orphan_fk",
 )
 
-
-def quality_score(key: str) -> Check:
-    return in_range("_quality_score", key, 0, 100)
-
-
-def _bronze_reconciles(entity: contracts.Entity, silver: str) -> Check:
-    """Bronze = silver before dedup + quarantine: no bronze record may be in neither."""
-    bronze = f"bronze/{entity.bronze_table}"
-    return Check(
-        f"bronze_reconciles_{entity.name}",
-        f"every bronze {entity.name} record is in silver/{silver} (by key) or in quarantine",
-        f"""
-        SELECT b._source_file, b._source_line, b._batch_id, b.{entity.key}
-        FROM {_name(bronze)} b
-        WHERE NOT EXISTS (
-                SELECT 1 FROM t q WHERE q.entity = '{entity.name}' AND q.batch_id = b._batch_id
-                  AND q.source_file = b._source_file AND q.source_line = b._source_line)
-          AND NOT EXISTS (
-                SELECT 1 FROM silver_{silver} s WHERE s.{entity.key} = clean_text(b.{entity.key}))
-        """,
-        uses=(bronze, f"silver/{silver}"),
-        kind="bronze_reconciles",
-        column=entity.key,
-    )
+# Totals a gold table must agree on with silver.fact_claims (a spec's `totals` names them).
+SILVER_TOTALS: dict[str, tuple[str, str]] = {
+    # name: (the total over silver_fact_claims, what it is)
+    "claims_count": ("count(*)", "claims"),
+    "claimed": ("coalesce(sum(claim_amount), 0)", "claimed"),
+    "paid": (
+        "coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)",
+        "paid (approved claims)",
+    ),
+}
 
 
-def _total_equals(name: str, description: str, gold_sql: str, silver_sql: str) -> Check:
+def _others(spec: TableSpec, column: str) -> str:
+    """The key columns that identify a failing row besides `column`."""
+    return ", ".join(k for k in spec.key if k != column)
+
+
+def _total_equals(name: str, expression: str) -> Check:
     """A gold total equals the same total computed from silver."""
+    silver, what = SILVER_TOTALS[name]
     return Check(
-        name,
-        description,
+        f"{name}_equals_silver",
+        f"{expression} = silver {what}",
         f"SELECT g.total AS gold_total, s.total AS silver_total "
-        f"FROM ({gold_sql}) g, ({silver_sql}) s WHERE g.total IS DISTINCT FROM s.total",
+        f"FROM (SELECT {expression} AS total FROM t) g, "
+        f"(SELECT {silver} AS total FROM silver_fact_claims) s "
+        "WHERE g.total IS DISTINCT FROM s.total",
         uses=("silver/fact_claims",),
         kind="total_equals",
     )
 
 
-SILVER_CLAIMS_COUNT = "SELECT count(*) AS total FROM silver_fact_claims"
-SILVER_CLAIMED = "SELECT coalesce(sum(claim_amount), 0) AS total FROM silver_fact_claims"
-SILVER_PAID = (
-    "SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
-    " AS total FROM silver_fact_claims"
-)
-
-
-def _every_customer_present() -> Check:
+def _every_present(column: str, table: str) -> Check:
     return Check(
-        "every_silver_customer_present",
-        "every customer of silver/dim_customers has a row",
-        "SELECT c.customer_id FROM silver_dim_customers c "
-        "WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.customer_id = c.customer_id)",
-        uses=("silver/dim_customers",),
+        f"every_silver_{column.removesuffix('_id')}_present",
+        f"every {column.removesuffix('_id')} of silver/{table} has a row",
+        f"SELECT p.{column} FROM silver_{table} p "
+        f"WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.{column} = p.{column})",
+        uses=(f"silver/{table}",),
         kind="every_present",
-        column="customer_id",
+        column=column,
     )
 
 
-TABLE_CHECKS: dict[str, list[Check]] = {
-    "silver/dim_customers": [
-        *primary_key("customer_id"),
-        matches("email", EMAIL, "customer_id", "a lower-case email address"),
-        matches("phone", PHONE, "customer_id", "formatted (XXX) XXX-XXXX"),
-        matches("state", STATE, "customer_id", "a 2-letter state code"),
-        matches("zip_code", ZIP, "customer_id", "5 digits"),
-        quality_score("customer_id"),
-    ],
-    "silver/dim_providers": [
-        *primary_key("provider_id"),
-        matches("phone", PHONE, "provider_id", "formatted (XXX) XXX-XXXX"),
-        matches("state", STATE, "provider_id", "a 2-letter state code"),
-        in_range("average_rating", "provider_id", 0, 5),
-        quality_score("provider_id"),
-    ],
-    "silver/dim_pets": [
-        *primary_key("pet_id"),
-        foreign_key("customer_id", "silver/dim_customers", key="pet_id"),
-        accepted_values("species", contracts.SPECIES, "pet_id", nullable=True),
-        in_range("weight_lbs", "pet_id", low=0),
-        quality_score("pet_id"),
-    ],
-    "silver/dim_policies": [
-        *primary_key("policy_id"),
-        foreign_key("customer_id", "silver/dim_customers", key="policy_id"),
-        foreign_key("pet_id", "silver/dim_pets", key="policy_id"),
-        accepted_values("status", contracts.POLICY_STATUSES, "policy_id"),
-        accepted_values("plan_name", contracts.PLAN_NAMES, "policy_id", nullable=True),
-        in_range("monthly_premium", "policy_id", low=0),
-        quality_score("policy_id"),
-    ],
-    "silver/fact_claims": [
-        *primary_key("claim_id"),
-        foreign_key("customer_id", "silver/dim_customers", key="claim_id"),
-        foreign_key("policy_id", "silver/dim_policies", key="claim_id"),
-        foreign_key("pet_id", "silver/dim_pets", key="claim_id"),
-        foreign_key("provider_id", "silver/dim_providers", key="claim_id"),
-        accepted_values("status", contracts.CLAIM_STATUSES, "claim_id"),
-        accepted_values("claim_type", contracts.CLAIM_TYPES, "claim_id", nullable=True),
-        in_range("claim_amount", "claim_id", low=0),
-        in_range("paid_amount", "claim_id", low=0),
-        Check(
-            "paid_not_above_claimed",
-            "paid_amount <= claim_amount",
-            "SELECT claim_id, paid_amount, claim_amount FROM t WHERE paid_amount > claim_amount",
-            kind="paid_not_above_claimed",
-            column="paid_amount",
-        ),
-        quality_score("claim_id"),
-    ],
-    "silver/quarantine": [
-        accepted_values("reason", QUARANTINE_REASONS, "entity, source_file, source_line"),
+def table_checks(spec: TableSpec) -> list[Check]:
+    """The checks of a silver or gold table, every one derived from its spec: the key, the
+    foreign keys to its parents, accepted values, ranges, formats, its own checks, and for gold
+    the silver rows it must cover and the totals it must agree on; silver's quality score."""
+    checks = primary_key(*spec.key)
+    checks += [
+        foreign_key(column, f"silver/{parent}", key=_others(spec, column))
+        for column, parent in spec.parents.items()
+    ]
+    checks += [
+        accepted_values(a.column, a.values, _others(spec, a.column), nullable=a.nullable)
+        for a in spec.accepted
+    ]
+    checks += [in_range(r.column, _others(spec, r.column), r.low, r.high) for r in spec.ranges]
+    checks += [matches(f.column, f.pattern, _others(spec, f.column), f.what) for f in spec.formats]
+    checks += [
+        Check(c.name, c.description, c.sql, uses=c.uses, kind=c.name, column=c.column)
+        for c in spec.checks
+    ]
+    checks += [_every_present(column, table) for column, table in spec.every_present.items()]
+    checks += [_total_equals(name, expression) for name, expression in spec.totals.items()]
+    if spec.layer == "silver":
+        checks.append(in_range("_quality_score", _others(spec, "_quality_score"), 0, 100))
+    return checks
+
+
+def quarantine_checks(spec: TableSpec) -> list[Check]:
+    """The checks of a silver table's rows of the quarantine (`t` holds only them)."""
+    entity = spec.entity
+    return [
+        accepted_values("reason", QUARANTINE_REASONS, "source_file, source_line"),
         Check(
             "lineage_not_null",
-            "entity, source_file and source_line are never null",
-            "SELECT entity, source_file, source_line FROM t "
-            "WHERE entity IS NULL OR source_file IS NULL OR source_line IS NULL",
+            "source_file and source_line are never null",
+            "SELECT source_file, source_line FROM t "
+            "WHERE source_file IS NULL OR source_line IS NULL",
             kind="not_null",
             column="source_file",
         ),
-        _bronze_reconciles(contracts.CUSTOMERS, "dim_customers"),
-        _bronze_reconciles(contracts.PROVIDERS, "dim_providers"),
-        _bronze_reconciles(contracts.PETS, "dim_pets"),
-        _bronze_reconciles(contracts.POLICIES, "dim_policies"),
-        _bronze_reconciles(contracts.CLAIMS, "fact_claims"),
-    ],
-    "gold/customer_360_view": [
-        *primary_key("customer_id"),
-        _every_customer_present(),
-        accepted_values("value_tier", thresholds.VALUE_TIERS, "customer_id"),
-        accepted_values("risk_category", thresholds.RISK_CATEGORIES, "customer_id"),
-        in_range("loss_ratio", "customer_id", low=0),
-        in_range("premium_earned", "customer_id", low=0),
-        _total_equals(
-            "claims_count_equals_silver",
-            "sum of total_claims = silver claims",
-            "SELECT sum(total_claims) AS total FROM t",
-            SILVER_CLAIMS_COUNT,
-        ),
-        _total_equals(
-            "claimed_equals_silver",
-            "sum of total_claimed = silver claimed",
-            "SELECT sum(total_claimed) AS total FROM t",
-            SILVER_CLAIMED,
-        ),
-        _total_equals(
-            "paid_equals_silver",
-            "sum of total_paid = silver paid (approved claims)",
-            "SELECT sum(total_paid) AS total FROM t",
-            SILVER_PAID,
-        ),
-    ],
-    "gold/risk_scoring": [
-        *primary_key("customer_id"),
-        _every_customer_present(),
-        accepted_values("risk_category", thresholds.RISK_CATEGORIES, "customer_id"),
-        in_range("total_risk_score", "customer_id", 0, 100),
-        in_range("loss_ratio", "customer_id", low=0),
-    ],
-    "gold/claims_analytics": [
-        *primary_key("claim_id"),
-        in_range("claim_amount", "claim_id", low=0),
-        in_range("reimbursement_rate", "claim_id", 0, 1),
-        _total_equals(
-            "claims_count_equals_silver",
-            "row count = silver claims",
-            "SELECT count(*) AS total FROM t",
-            SILVER_CLAIMS_COUNT,
-        ),
-        _total_equals(
-            "claimed_equals_silver",
-            "sum of claim_amount = silver claimed",
-            "SELECT coalesce(sum(claim_amount), 0) AS total FROM t",
-            SILVER_CLAIMED,
-        ),
-        _total_equals(
-            "paid_equals_silver",
-            "sum of paid on approved claims = silver paid",
-            "SELECT coalesce(sum(paid_amount) FILTER (WHERE status IN ('Approved', 'Paid')), 0)"
-            " AS total FROM t",
-            SILVER_PAID,
-        ),
-    ],
-    "gold/monthly_kpis": [
-        *primary_key("year_month"),
         Check(
-            "no_missing_month",
-            "every month between the first and the last is present",
-            "SELECT strftime(m, '%Y-%m') AS missing_month FROM (SELECT unnest(generate_series("
-            "min(strptime(year_month, '%Y-%m')), max(strptime(year_month, '%Y-%m')), "
-            "INTERVAL 1 MONTH)) AS m FROM t) WHERE strftime(m, '%Y-%m') NOT IN "
-            "(SELECT year_month FROM t)",
-            kind="no_missing_month",
-            column="year_month",
+            "bronze_reconciles",
+            f"every bronze {entity.name} record is in silver/{spec.name} (by key) or in quarantine",
+            f"""
+            SELECT b._source_file, b._source_line, b._batch_id, b.{entity.key}
+            FROM bronze_{entity.bronze_table} b
+            WHERE NOT EXISTS (
+                    SELECT 1 FROM t q WHERE q.batch_id = b._batch_id
+                      AND q.source_file = b._source_file AND q.source_line = b._source_line)
+              AND NOT EXISTS (
+                    SELECT 1 FROM silver_{spec.name} s
+                    WHERE s.{entity.key} = clean_text(b.{entity.key}))
+            """,
+            uses=(f"bronze/{entity.bronze_table}", spec.path),
+            kind="bronze_reconciles",
+            column=entity.key,
         ),
-        in_range("approval_rate", "year_month", 0, 1),
-        in_range("loss_ratio", "year_month", low=0),
-        in_range("total_claims", "year_month", low=0),
-        _total_equals(
-            "claims_count_equals_silver",
-            "sum of total_claims = silver claims",
-            "SELECT sum(total_claims) AS total FROM t",
-            SILVER_CLAIMS_COUNT,
-        ),
-        _total_equals(
-            "claimed_equals_silver",
-            "sum of total_claimed = silver claimed",
-            "SELECT coalesce(sum(total_claimed), 0) AS total FROM t",
-            SILVER_CLAIMED,
-        ),
-        _total_equals(
-            "paid_equals_silver",
-            "sum of total_paid = silver paid (approved claims)",
-            "SELECT coalesce(sum(total_paid), 0) AS total FROM t",
-            SILVER_PAID,
-        ),
-    ],
-    "gold/provider_performance": [
-        *primary_key("provider_id"),
-        Check(
-            "every_silver_provider_present",
-            "every provider of silver/dim_providers has a row",
-            "SELECT p.provider_id FROM silver_dim_providers p "
-            "WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.provider_id = p.provider_id)",
-            uses=("silver/dim_providers",),
-            kind="every_present",
-            column="provider_id",
-        ),
-        in_range("approval_rate", "provider_id", 0, 1),
-        in_range("total_claimed", "provider_id", low=0),
-        _total_equals(
-            "claims_count_equals_silver",
-            "sum of total_claims = silver claims",
-            "SELECT sum(total_claims) AS total FROM t",
-            SILVER_CLAIMS_COUNT,
-        ),
-    ],
-    "gold/cross_sell_recommendations": [
-        *primary_key("customer_id", "recommendation"),
-        foreign_key("customer_id", "silver/dim_customers", key="recommendation"),
-        accepted_values("recommendation", thresholds.CROSS_SELL_RECOMMENDATIONS, "customer_id"),
-        accepted_values(
-            "priority", thresholds.CROSS_SELL_PRIORITIES, "customer_id, recommendation"
-        ),
-        in_range("estimated_revenue", "customer_id, recommendation", low=0),
-    ],
-}
+    ]
 
 
 # ---- evaluation -------------------------------------------------------------------------------
 
 
-def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
-    """Run `checks` against the Delta table `table` ("layer/name") of `lake`."""
+@dataclass(frozen=True)
+class Target:
+    """What a set of checks examines: a Delta table ("layer/table"), or the rows of it that
+    `where` selects (a silver table's rows of the quarantine); `asset` names it in Dagster and in
+    the check history."""
+
+    table: str
+    asset: str
+    where: str | None = None
+
+    @property
+    def asset_key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.asset.split("/"))
+
+
+def evaluate(lake: Lake, target: Target | str, checks: Iterable[Check]) -> list[Outcome]:
+    """Run `checks` against the target (or the Delta table "layer/name") of `lake`."""
+    if isinstance(target, str):
+        target = Target(target, target)
     checks = list(checks)
     con = duckdb.connect(config=duckdb_config())
     try:
         prepare_session(con)
-        layer, name = table.split("/")
-        lake.register(con, "t", lake.table_uri(layer, name))
+        layer, name = target.table.split("/")
+        lake.register(con, "t_table", lake.table_uri(layer, name))
+        con.execute(
+            "CREATE TEMP VIEW t AS SELECT * FROM t_table"
+            + (f" WHERE {target.where}" if target.where else "")
+        )
         for used in sorted({u for c in checks for u in c.uses}):
             used_layer, used_name = used.split("/")
             lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
@@ -449,8 +324,8 @@ def evaluate(lake: Lake, table: str, checks: Iterable[Check]) -> list[Outcome]:
 def record_history(
     lake: Lake, table: str, version: int, outcomes: list[Outcome], run_id: str
 ) -> int:
-    """Append the outcomes of checks not yet recorded for this version of `table`; returns how
-    many rows were appended (0: no commit)."""
+    """Append the outcomes of checks not yet recorded for this version of `table` (an asset
+    "layer/name"); returns how many rows were appended (0: no commit)."""
     uri = lake.table_uri("gold", CHECK_HISTORY_TABLE)
     recorded: set[str] = set()
     if lake.exists(uri) and "delta_version" in lake.delta_table(uri).schema().to_arrow().names:
@@ -489,12 +364,12 @@ def record_history(
     return len(rows)
 
 
-def result(table: str, outcome: Outcome) -> dg.AssetCheckResult:
+def result(target: Target, outcome: Outcome) -> dg.AssetCheckResult:
     metadata: dict = {"failing_rows": dg.MetadataValue.int(outcome.failing_rows)}
     if not outcome.passed:
         metadata["sample"] = dg.MetadataValue.md(markdown_preview(outcome.sample))
     return dg.AssetCheckResult(
-        asset_key=dg.AssetKey(table.split("/")),
+        asset_key=target.asset_key,
         check_name=outcome.check.name,
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity.ERROR
@@ -505,36 +380,55 @@ def result(table: str, outcome: Outcome) -> dg.AssetCheckResult:
     )
 
 
-def _table_checks(table: str, checks: list[Check]) -> dg.AssetChecksDefinition:
-    key = dg.AssetKey(table.split("/"))
-    specs = [
+def check_specs(target: Target, checks: list[Check]) -> list[dg.AssetCheckSpec]:
+    """The checks as Dagster declares them on the asset whose step runs them."""
+    return [
         dg.AssetCheckSpec(
             c.name,
-            asset=key,
+            asset=target.asset_key,
             description=c.description,
             blocking=c.blocking,
-            additional_deps=[dg.AssetKey(u.split("/")) for u in c.uses if u != table],
+            additional_deps=[
+                dg.AssetKey(u.split("/")) for u in c.uses if u not in (target.table, target.asset)
+            ],
         )
         for c in checks
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"{table.replace('/', '_')}_checks", can_subset=True)
-    def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-        selected = {k.name for k in context.selected_asset_check_keys}
-        the_lake = lake.lake()
-        layer, name = table.split("/")
-        version = content_version(the_lake, the_lake.table_uri(layer, name))
-        outcomes = evaluate(the_lake, table, [c for c in checks if c.name in selected])
-        record_history(the_lake, table, version, outcomes, context.run.run_id)
-        failed = [o.check.name for o in outcomes if not o.passed]
-        context.log.info(
-            f"{table}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
-            + (f"; failed: {', '.join(failed)}" if failed else "")
-        )
-        for outcome in outcomes:
-            yield result(table, outcome)
 
-    return _checks
+def run_checks(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    target: Target,
+    checks: list[Check],
+    version: int,
+) -> Iterator[dg.AssetCheckResult]:
+    """Evaluate `checks` on the target as it is now (its content version `version`), record them
+    in the check history and yield their results: called by the step that wrote the target,
+    right after writing it, so a failing blocking check stops everything downstream."""
+    outcomes = evaluate(lake, target, checks)
+    record_history(lake, target.asset, version, outcomes, context.run.run_id)
+    failed = [o.check.name for o in outcomes if not o.passed]
+    context.log.info(
+        f"{target.asset}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    for outcome in outcomes:
+        yield result(target, outcome)
 
 
-asset_checks = [_table_checks(table, checks) for table, checks in TABLE_CHECKS.items()]
+def all_checks(catalog: Catalog = CATALOG) -> list[tuple[Target, list[Check]]]:
+    """Every check of the catalog's tables, with what it examines: each table, and each silver
+    table's rows of the quarantine (the asset silver/quarantine/<entity>)."""
+    checks = [(Target(spec.path, spec.path), table_checks(spec)) for spec in catalog.tables]
+    checks += [(quarantine_target(spec), quarantine_checks(spec)) for spec in catalog.silver]
+    return checks
+
+
+def quarantine_target(spec: TableSpec) -> Target:
+    """A silver table's rows of the quarantine table, as an asset of their own."""
+    return Target(
+        f"silver/{QUARANTINE}",
+        f"silver/{QUARANTINE}/{spec.entity.name}",
+        where=f"entity = '{spec.entity.name}'",
+    )

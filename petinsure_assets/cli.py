@@ -23,6 +23,7 @@ from typing import NoReturn
 import dagster as dg
 
 from petinsure_assets import contracts
+from petinsure_assets.catalog import CATALOG
 from petinsure_assets.entry_point import run_and_exit
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
@@ -35,31 +36,9 @@ DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEFAULT_DEMO_CLAIMS = 15_000
 DEFAULT_DEMO_SEED = 42
 EXIT_LAKE_BUSY = 75  # EX_TEMPFAIL: another writer holds the lake; try again later
-SUMMARY_TABLES = (
-    [("bronze", e.bronze_table) for e in contracts.ENTITIES]
-    + [
-        ("silver", t)
-        for t in (
-            "dim_customers",
-            "dim_pets",
-            "dim_policies",
-            "dim_providers",
-            "fact_claims",
-            "quarantine",
-        )
-    ]
-    + [
-        ("gold", t)
-        for t in (
-            "customer_360_view",
-            "risk_scoring",
-            "claims_analytics",
-            "monthly_kpis",
-            "provider_performance",
-            "cross_sell_recommendations",
-        )
-    ]
-)
+SUMMARY_TABLES = [
+    (layer, table) for layer, tables in CATALOG.pipeline_tables.items() for table in tables
+]
 
 
 @dataclass

@@ -6,23 +6,31 @@ import dagster as dg
 
 from petinsure_assets.automation import apply_policies, jobs, schedules, sensors
 from petinsure_assets.bronze import bronze_assets, raw_sources
-from petinsure_assets.checks import asset_checks
+from petinsure_assets.catalog import CATALOG, Catalog
 from petinsure_assets.gold import gold_assets
 from petinsure_assets.instance import relax_sqlite_durability
 from petinsure_assets.maintenance import maintain_lake, weekly_maintenance
 from petinsure_assets.resources import build_resources
-from petinsure_assets.serving import api_snapshot, export_assets
-from petinsure_assets.silver import silver
+from petinsure_assets.serving import api_snapshot_asset, export_assets
+from petinsure_assets.silver import silver_assets
 
 
-def build_definitions(lake_root: str | None = None) -> dg.Definitions:
-    """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake)."""
+def build_definitions(lake_root: str | None = None, catalog: Catalog = CATALOG) -> dg.Definitions:
+    """The Definitions with the lake at `lake_root` (default: PETINSURE_LAKE_ROOT or ./lake);
+    every silver and gold table, its checks, freshness and export from the table catalog."""
     relax_sqlite_durability()  # every process that runs our steps loads these definitions
     return dg.Definitions(
         assets=apply_policies(
-            [*raw_sources, *bronze_assets, silver, *gold_assets, *export_assets, api_snapshot]
+            [
+                *raw_sources,
+                *bronze_assets,
+                *silver_assets(catalog),
+                *gold_assets(catalog),
+                *export_assets(catalog),
+                api_snapshot_asset(catalog),
+            ],
+            catalog,
         ),
-        asset_checks=asset_checks,
         jobs=[*jobs, maintain_lake],
         schedules=[*schedules, weekly_maintenance],
         sensors=sensors,

@@ -58,6 +58,8 @@ class TableWrite:
     commit_metadata: dict[str, str] | None = None
     on_commit: Callable[[int], dict[str, Any]] | None = None
     metadata: dict[str, Any] | None = None
+    # Replace only the rows this predicate selects (the data must satisfy it), not the table.
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,18 +123,28 @@ class Lake:
         *,
         mode: str,
         commit_metadata: dict[str, str] | None = None,
+        where: str | None = None,
     ) -> int:
         """Write Arrow data (table or record-batch stream) as one Delta commit; returns the version.
+        With `where` (overwrite only), the rows the predicate selects are replaced by `data` and
+        the others kept; on a new table it is a plain write.
 
         A commit is atomic: a write that fails leaves the table as it was. Only a whole table
         (not a stream, which cannot be replayed) is retried after a transient failure."""
+        if where is not None:
+            if mode != "overwrite":
+                raise ValueError("a predicate replaces rows: it needs mode='overwrite'")
+            if not self.exists(uri):
+                where = None
 
         def run():
             write_deltalake(
                 uri,
                 data,
                 mode=mode,
-                schema_mode="overwrite" if mode == "overwrite" else "merge",
+                predicate=where,
+                # A predicate overwrite keeps other rows: their schema must stay.
+                schema_mode="overwrite" if mode == "overwrite" and where is None else "merge",
                 storage_options=self.storage_options or None,
                 target_file_size=TARGET_FILE_SIZE,
                 writer_properties=WRITER_PROPERTIES,

@@ -1,32 +1,36 @@
-"""Running the SQL files of `sql/` in a DuckDB session: macros, variables, the files themselves."""
+"""Running the catalog's SQL in a DuckDB session: macros, variables, the files themselves, and
+the statements every silver table shares, generated from its spec (the latest version per key,
+its quarantine rows) so that they are written once."""
 
 from __future__ import annotations
 
 import datetime as dt
 from functools import cache
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
-SQL_DIR = Path(__file__).parent / "sql"
+# The columns of a silver file's `<entity>_staged` table that say why a record was rejected.
+REJECT_COLUMNS = ("_reject_reason", "_reject_detail", "_rejected_record")
 
 
-@cache
-def sql_text(name: str) -> str:
+def sql_text(name: str, catalog: Catalog = CATALOG) -> str:
     """The text of sql/<name>.sql, e.g. sql_text("silver/dim_customers")."""
-    return (SQL_DIR / f"{name}.sql").read_text()
+    return catalog.sql(name)
 
 
-def prepare_session(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> None:
+def prepare_session(
+    con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None, catalog: Catalog = CATALOG
+) -> None:
     """Create the shared macros and set the variables every SQL file may read."""
     con.execute("SET enable_progress_bar = false")
     # Dates taken from timestamps (a record's ingestion date bounds its dates) are UTC dates on
     # every machine, whatever its local time zone.
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(sql_text("macros"))
+    con.execute(catalog.sql("macros"))
     for name, values in ACCEPTED_VALUES.items():
         con.execute(f"SET VARIABLE {name} = $v", {"v": list(values)})
     for name, value in THRESHOLDS.items():
@@ -35,33 +39,82 @@ def prepare_session(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None
         con.execute("SET VARIABLE as_of = $v", {"v": as_of})
 
 
+# ---- generated from a silver table's spec -----------------------------------------------------------
+
+
+def staged_table(spec: TableSpec) -> str:
+    """The temp table a silver file creates: every bronze record, with its reject reason."""
+    return f"{spec.entity.name}_staged"
+
+
+def latest_versions_sql(spec: TableSpec) -> str:
+    """The silver table: the valid records of its staged table, the latest version of each key
+    (the greatest `sequence_by`, nulls lowest)."""
+    order = ", ".join(f"{c} DESC NULLS LAST" for c in spec.sequence_by)
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {spec.name} AS\n"
+        f"SELECT * EXCLUDE ({', '.join(REJECT_COLUMNS)})\n"
+        f"FROM {staged_table(spec)}\n"
+        "WHERE _reject_reason IS NULL\n"
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(spec.key)} ORDER BY {order}) = 1"
+    )
+
+
+def quarantine_sql(spec: TableSpec) -> str:
+    """The quarantine rows of one silver table: each rejected record with its entity, key,
+    reason, detail, lineage and original text, in file and line order."""
+    return (
+        f"SELECT '{spec.entity.name}' AS entity, {spec.key[0]} AS record_key, "
+        "_reject_reason AS reason, _reject_detail AS detail, _source_file AS source_file, "
+        "_source_line AS source_line, _ingested_at AS ingested_at, _batch_id AS batch_id, "
+        "_record_hash AS record_hash, _rejected_record AS record\n"
+        f"FROM {staged_table(spec)}\n"
+        "WHERE _reject_reason IS NOT NULL"
+    )
+
+
+def quarantine_union_sql(catalog: Catalog = CATALOG) -> str:
+    """The whole quarantine table in one statement (the Spark program and the schemas use it)."""
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {QUARANTINE} AS\n"
+        + "\nUNION ALL\n".join(quarantine_sql(s) for s in catalog.silver)
+        + "\nORDER BY entity, source_file, source_line"
+    )
+
+
+def silver_statements(spec: TableSpec, catalog: Catalog = CATALOG) -> list[str]:
+    """What builds a silver table in a session holding its bronze table and its parents: its file
+    (the staged table), then its latest versions."""
+    return [catalog.sql(spec.sql_name), latest_versions_sql(spec)]
+
+
 @cache
-def output_schemas() -> dict[str, pa.Schema]:
-    """The Arrow schema of every silver and gold table, found by running their SQL files on
-    empty bronze tables: the column schema the UI shows before anything is materialized comes
-    from the same SQL that builds the tables."""
+def output_schemas(catalog: Catalog = CATALOG) -> dict[str, pa.Schema]:
+    """The Arrow schema of every silver and gold table ("layer/name"), found by running their
+    SQL on empty bronze tables: the column schema the UI shows before anything is materialized
+    comes from the same SQL that builds the tables."""
     from petinsure_assets import contracts
-    from petinsure_assets.gold import GOLD_TABLES
     from petinsure_assets.ingest import bronze_schema
-    from petinsure_assets.silver import SILVER_TABLES
 
     con = duckdb.connect()
     try:
-        prepare_session(con, dt.date(2000, 1, 1))
+        prepare_session(con, dt.date(2000, 1, 1), catalog)
         for entity in contracts.ENTITIES:
             con.register(entity.bronze_table, bronze_schema(entity).empty_table())
-        for name in SILVER_TABLES:
-            con.execute(sql_text(f"silver/{name}"))
-        con.execute(sql_text("silver/quarantine"))
-        schemas = {
-            f"silver/{name}": con.sql(f"SELECT * FROM {name}").to_arrow_table().schema
-            for name in [*SILVER_TABLES, "quarantine"]
-        }
-        for spec in GOLD_TABLES:
+        schemas = {}
+        for spec in catalog.silver:
+            for statement in silver_statements(spec, catalog):
+                con.execute(statement)
+            schemas[spec.path] = con.sql(f"SELECT * FROM {spec.name}").to_arrow_table().schema
+        con.execute(quarantine_union_sql(catalog))
+        schemas[f"silver/{QUARANTINE}"] = (
+            con.sql(f"SELECT * FROM {QUARANTINE}").to_arrow_table().schema
+        )
+        for spec in catalog.gold:
             for view in spec.views:
-                con.execute(sql_text(f"gold/views/{view}"))
-            table = con.sql(sql_text(f"gold/{spec.name}")).to_arrow_table()
-            schemas[f"gold/{spec.name}"] = table.schema
+                con.execute(catalog.sql(f"gold/views/{view}"))
+            table = con.sql(catalog.sql(spec.sql_name)).to_arrow_table()
+            schemas[spec.path] = table.schema
             con.register(spec.name, pa.table({f.name: pa.array([], f.type) for f in table.schema}))
         return schemas
     finally:

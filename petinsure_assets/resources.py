@@ -21,9 +21,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
+from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
 from petinsure_assets.lock import LakeBusyError, writer_lock
-from petinsure_assets.queries import sql_text
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 PREVIEW_ROWS = 5
@@ -129,13 +129,21 @@ def markdown_preview(table: pa.Table) -> str:
     return "\n".join(lines)
 
 
-def table_metadata(lake: Lake, uri: str) -> dict[str, Any]:
-    """Row count, Delta version, column schema and a preview of a Delta table."""
-    table = lake.delta_table(uri)
-    preview = lake.read(uri, f"SELECT * FROM t LIMIT {PREVIEW_ROWS}")
+def row_count(lake: Lake, uri: str, where: str | None = None) -> int:
+    """The rows of a Delta table (from its log), or of those `where` selects (a scan)."""
+    if where is None:
+        return int(lake.delta_table(uri).count())
+    return lake.read(uri, f"SELECT count(*) AS n FROM t WHERE {where}").column("n")[0].as_py()
+
+
+def table_metadata(lake: Lake, uri: str, where: str | None = None) -> dict[str, Any]:
+    """Row count, Delta version, column schema and a preview of a Delta table (or of the rows
+    `where` selects)."""
+    rows = "t" if where is None else f"(SELECT * FROM t WHERE {where})"
+    preview = lake.read(uri, f"SELECT * FROM {rows} LIMIT {PREVIEW_ROWS}")
     return {
-        "dagster/row_count": dg.MetadataValue.int(int(table.count())),
-        "delta_version": dg.MetadataValue.int(table.version()),
+        "dagster/row_count": dg.MetadataValue.int(row_count(lake, uri, where)),
+        "delta_version": dg.MetadataValue.int(lake.delta_table(uri).version()),
         "dagster/column_schema": column_schema(preview.schema),
         "dagster/uri": dg.MetadataValue.path(uri),
         "preview": dg.MetadataValue.md(markdown_preview(preview)),
@@ -177,14 +185,19 @@ def content_version(lake: Lake, uri: str) -> int:
 
 
 def inputs_commit_metadata(
-    sources: dict[str, DeltaSource], sql: list[str], **params: str
+    sources: dict[str, DeltaSource],
+    sql: list[str],
+    *,
+    generated: list[str] = (),
+    catalog: Catalog = CATALOG,
+    **params: str,
 ) -> dict[str, str]:
     """The commit metadata recording what a table is computed from: `sources` (input name ->
-    table), the SQL files it runs (names for `sql_text`; the macros and thresholds are added)
-    and any parameters (the as-of date)."""
+    table), the SQL files it runs (names in the catalog; the macros and thresholds are added),
+    the statements generated from its spec, and any parameters (the as-of date)."""
     code = json.dumps(
         {
-            "sql": [sql_text(n) for n in ["macros", *sql]],
+            "sql": [catalog.sql(n) for n in ["macros", *sql]] + list(generated),
             "thresholds": THRESHOLDS,
             "accepted_values": ACCEPTED_VALUES,
         },
@@ -234,16 +247,20 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
     lake: LakeResource
 
-    def _uri(self, key: dg.AssetKey) -> str:
-        layer, table = key.path[-2], key.path[-1]
-        return self.lake.lake().table_uri(layer, table)
+    def _location(self, key: dg.AssetKey) -> tuple[str, str | None]:
+        """The Delta table of an asset, and the predicate selecting its rows when it is a part of
+        one (silver/quarantine/<entity>: that entity's rows of silver/quarantine)."""
+        lake = self.lake.lake()
+        if key.path[:2] == ["silver", QUARANTINE] and len(key.path) == 3:
+            return lake.table_uri("silver", QUARANTINE), f"entity = '{key.path[2]}'"
+        return lake.table_uri(key.path[-2], key.path[-1]), None
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        uri, where = self._location(context.asset_key)
         if isinstance(obj, Unchanged):
-            uri = self._uri(context.asset_key)
-            metadata = table_metadata(self.lake.lake(), uri)
+            metadata = table_metadata(self.lake.lake(), uri, where)
             metadata["rows_added"] = dg.MetadataValue.int(0)
             metadata["unchanged"] = dg.MetadataValue.bool(True)
             context.log.info(
@@ -253,13 +270,17 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata(metadata)
             return
         write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
+        if write.where != where:
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()} must be written where {where}, "
+                f"not where {write.where}"
+            )
         lake = self.lake.lake()
-        uri = self._uri(context.asset_key)
-        before = int(lake.delta_table(uri).count()) if lake.exists(uri) else 0
+        before = row_count(lake, uri, where) if lake.exists(uri) else 0
         version = lake.write(
-            uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata
+            uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata, where=where
         )
-        metadata = table_metadata(lake, uri)
+        metadata = table_metadata(lake, uri, where)
         # Rows added by this materialization (for a rebuilt table: the change in its size).
         metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
         metadata["unchanged"] = dg.MetadataValue.bool(False)
@@ -271,7 +292,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> DeltaSource:
         lake = self.lake.lake()
-        uri = self._uri(context.asset_key)
+        uri, where = self._location(context.asset_key)
+        if where is not None:
+            raise dg.Failure(f"{context.asset_key.to_user_string()} is not an input of a step")
         if not lake.exists(uri):
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()} has no Delta table at {uri}: "

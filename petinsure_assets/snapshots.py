@@ -35,8 +35,8 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from petinsure_assets.catalog import CATALOG
 from petinsure_assets.gold import AS_OF_COMMIT_KEY
-from petinsure_assets.gold import GOLD_TABLES as GOLD_SPECS
 from petinsure_assets.lake import Lake
 from petinsure_assets.queries import prepare_session
 from petinsure_assets.resources import last_write
@@ -50,21 +50,11 @@ DEFAULT_RETENTION = 5
 UNFINISHED_MIN_AGE = timedelta(hours=1)
 MANIFEST = "manifest.json"
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
-# Personal data that must never leave the lake through an export or a snapshot.
-PII_COLUMNS = frozenset({"email", "phone", "address", "street_address", "date_of_birth"})
-GOLD_TABLES = tuple(spec.name for spec in GOLD_SPECS)
-PIPELINE_TABLES = {
-    "bronze": ("customers_raw", "pets_raw", "policies_raw", "claims_raw", "providers_raw"),
-    "silver": (
-        "dim_customers",
-        "dim_pets",
-        "dim_policies",
-        "dim_providers",
-        "fact_claims",
-        "quarantine",
-    ),
-    "gold": GOLD_TABLES,
-}
+# Personal data that must never leave the lake through an export or a snapshot: every column a
+# table of the catalog declares as such.
+PII_COLUMNS = CATALOG.pii_columns
+PIPELINE_TABLES = CATALOG.pipeline_tables
+GOLD_TABLES = PIPELINE_TABLES["gold"]
 
 
 @dataclass

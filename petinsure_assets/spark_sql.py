@@ -31,7 +31,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
-from petinsure_assets.queries import sql_text
+from petinsure_assets.catalog import CATALOG
+from petinsure_assets.queries import quarantine_union_sql, silver_statements, sql_text
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 if TYPE_CHECKING:
@@ -559,11 +560,18 @@ def translate(sql: str, as_of: dt.date) -> list[str]:
 
 
 def translate_file(name: str, as_of: dt.date, *, gold_table: str | None = None) -> list[Statement]:
-    """The statements of sql/<name>.sql as Spark SQL. A CREATE TEMP TABLE/VIEW becomes its query;
-    a bare SELECT (a gold table's file) is named after `gold_table`."""
+    """The statements of sql/<name>.sql as Spark SQL (`translate_statements`)."""
+    return translate_statements(sql_text(name), as_of, name=name, gold_table=gold_table)
+
+
+def translate_statements(
+    sql: str, as_of: dt.date, *, name: str, gold_table: str | None = None
+) -> list[Statement]:
+    """DuckDB statements as Spark SQL. A CREATE TEMP TABLE/VIEW becomes its query; a bare SELECT
+    (a gold table's file) is named after `gold_table`."""
     values = variables(as_of)
     out: list[Statement] = []
-    for statement in sqlglot.parse(sql_text(name), read=READ):
+    for statement in sqlglot.parse(sql, read=READ):
         if statement is None:
             continue
         if isinstance(statement, exp.Create):
@@ -581,31 +589,28 @@ def translate_file(name: str, as_of: dt.date, *, gold_table: str | None = None) 
 
 
 def spark_statements(as_of: dt.date) -> list[Statement]:
-    """The whole silver + gold program as Spark SQL, in the order the product runs it: silver
-    files (parents first), the quarantine, then per gold table its shared views (each once) and
-    its query. Every statement is (name, kind, sql)."""
-    from petinsure_assets.gold import GOLD_TABLES
-    from petinsure_assets.silver import SILVER_TABLES
-
+    """The whole silver + gold program as Spark SQL, in the order the product runs it: per silver
+    table (parents first) its file and its latest versions, the quarantine, then per gold table
+    its shared views (each once) and its query. Every statement is (name, kind, sql)."""
     program: list[Statement] = []
-    for name in [*SILVER_TABLES, "quarantine"]:
-        program += translate_file(f"silver/{name}", as_of)
+    for spec in CATALOG.silver:
+        for i, statement in enumerate(silver_statements(spec)):
+            program += translate_statements(statement, as_of, name=f"{spec.sql_name}[{i}]")
+    program += translate_statements(quarantine_union_sql(), as_of, name="silver/quarantine")
     views_done: set[str] = set()
-    for spec in GOLD_TABLES:
+    for spec in CATALOG.gold:
         for view in spec.views:
             if view not in views_done:
                 program += translate_file(f"gold/views/{view}", as_of)
                 views_done.add(view)
-        program += translate_file(f"gold/{spec.name}", as_of, gold_table=spec.name)
+        program += translate_file(spec.sql_name, as_of, gold_table=spec.name)
     return program
 
 
 def output_tables() -> tuple[list[str], list[str]]:
     """(silver tables incl. quarantine, gold tables): what run_on_spark returns."""
-    from petinsure_assets.gold import GOLD_TABLES
-    from petinsure_assets.silver import SILVER_TABLES
-
-    return [*SILVER_TABLES, "quarantine"], [spec.name for spec in GOLD_TABLES]
+    tables = CATALOG.pipeline_tables
+    return list(tables["silver"]), list(tables["gold"])
 
 
 # ---- running on Spark ----------------------------------------------------------------------------

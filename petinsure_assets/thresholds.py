@@ -65,3 +65,16 @@ ACCEPTED_VALUES: dict[str, tuple[str, ...]] = {
     "accepted_claim_types": contracts.CLAIM_TYPES,
     "accepted_species": contracts.SPECIES,
 }
+
+# Every named list of values a check in the table catalog (sql/*/*.toml, `accepted`) may name.
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "claim_statuses": contracts.CLAIM_STATUSES,
+    "policy_statuses": contracts.POLICY_STATUSES,
+    "plan_names": contracts.PLAN_NAMES,
+    "claim_types": contracts.CLAIM_TYPES,
+    "species": contracts.SPECIES,
+    "value_tiers": VALUE_TIERS,
+    "risk_categories": RISK_CATEGORIES,
+    "cross_sell_recommendations": CROSS_SELL_RECOMMENDATIONS,
+    "cross_sell_priorities": CROSS_SELL_PRIORITIES,
+}

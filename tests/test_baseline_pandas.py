@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.baselines import pandas_notebooks
-from petinsure_assets.gold import GOLD_TABLES
+from petinsure_assets.catalog import CATALOG
 from tests.conftest import DEMO_AS_OF
 from tests.test_hostile_records import hostile  # noqa: F401 (fixture)
 from tests.test_rules_by_hand import AS_OF, built_v2  # noqa: F401 (fixture)
 
-GOLD_KEYS = {t.name: t.key for t in GOLD_TABLES}
+GOLD_KEYS = {t.name: t.key for t in CATALOG.gold}
 # Doubles the product rounds: compared after rounding to their stated decimals.
 ROUNDED = {
     "loss_ratio": 4,

@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from petinsure_assets.checks import CHECK_HISTORY_TABLE, TABLE_CHECKS, Check, evaluate
+from petinsure_assets.catalog import CATALOG
+from petinsure_assets.checks import CHECK_HISTORY_TABLE, Check, Target, all_checks, evaluate
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.lake import Lake
 from tests.conftest import LakeFixture
 from tests.test_pipeline import AS_OF, claim, write_base
 
-ALL_CHECKS = [(table, check) for table, checks in TABLE_CHECKS.items() for check in checks]
+ALL_CHECKS = [(target, check) for target, checks in all_checks() for check in checks]
 
 
 GOOD_CLAIMS = [
@@ -54,13 +56,13 @@ def good_lake(tmp_path_factory) -> LakeFixture:
 
 
 def test_every_check_passes_on_good_data(good_lake: LakeFixture):
-    for table, checks in TABLE_CHECKS.items():
+    for target, checks in all_checks():
         failed = [
             (o.check.name, o.failing_rows)
-            for o in evaluate(good_lake.lake, table, checks)
+            for o in evaluate(good_lake.lake, target, checks)
             if not o.passed
         ]
-        assert failed == [], table
+        assert failed == [], target.asset
 
 
 def _rewrite(lake: Lake, table: str, sql: str) -> None:
@@ -120,16 +122,18 @@ def _break(lake: Lake, table: str, check: Check) -> str:
     return table
 
 
-@pytest.mark.parametrize("table,check", ALL_CHECKS, ids=[f"{t}:{c.name}" for t, c in ALL_CHECKS])
+@pytest.mark.parametrize(
+    "target,check", ALL_CHECKS, ids=[f"{t.asset}:{c.name}" for t, c in ALL_CHECKS]
+)
 def test_each_check_fails_on_data_that_breaks_it(
-    good_lake: LakeFixture, tmp_path: Path, table: str, check: Check
+    good_lake: LakeFixture, tmp_path: Path, target: Target, check: Check
 ):
     copy = tmp_path / "lake"
     shutil.copytree(good_lake.root, copy, ignore=shutil.ignore_patterns("raw"))
     lake = Lake(root=str(copy))
-    changed = _break(lake, table, check)
+    changed = _break(lake, target.table, check)
 
-    (outcome,) = evaluate(lake, table, [check])
+    (outcome,) = evaluate(lake, target, [check])
     assert not outcome.passed, f"{check.name} passed after {changed} was broken"
     assert outcome.failing_rows == 1
     assert outcome.sample.num_rows == 1
@@ -146,15 +150,15 @@ def _silver_forgets_to_map_claim_statuses(monkeypatch) -> None:
     """No raw record can fail a silver check (a status "Lost" is quarantined as bad_value): the
     checks guard the code. So the defect that trips one is in the code: silver passes claim
     statuses through unmapped, and "Lost" reaches silver/fact_claims."""
-    from petinsure_assets import silver
-    from petinsure_assets.queries import sql_text
+    from petinsure_assets import catalog
 
+    read = catalog._read
     mapped = "canonical(status, getvariable('accepted_claim_statuses')) AS status"
-    assert mapped in sql_text("silver/fact_claims")
+    assert mapped in read(catalog.SQL_DIR / "silver" / "fact_claims.sql")
     monkeypatch.setattr(
-        silver,
-        "sql_text",
-        lambda name: sql_text(name).replace(mapped, "clean_text(status) AS status"),
+        catalog,
+        "_read",
+        lambda path: read(path).replace(mapped, "clean_text(status) AS status"),
     )
 
 
@@ -210,13 +214,13 @@ def test_failed_silver_check_blocks_gold_in_the_run_and_in_automation(
         for k in defs.resolve_asset_graph().get_all_asset_keys()
         if released.get_num_requested(k)
     }
-    # customer_360_view waits for its other parent, risk_scoring, which is requested now.
+    # Every gold table and its export: those whose parents are requested in the same tick come
+    # after them in the same run, where their parents' blocking checks (run in their parents'
+    # steps) still gate them.
+    gold = {spec.name for spec in CATALOG.gold}
     assert {k for k in requested if k.startswith("gold/")} == {
-        "gold/risk_scoring",
-        "gold/claims_analytics",
-        "gold/monthly_kpis",
-        "gold/provider_performance",
-        "gold/cross_sell_recommendations",
+        *(f"gold/{t}" for t in gold),
+        *(f"gold/exports/{t}" for t in gold),
     }
 
 
@@ -318,7 +322,7 @@ def test_orphan_claim_replays_into_silver_when_its_parent_arrives(lake: LakeFixt
     assert len(lake.rows("bronze", "claims_raw")) == 2  # replayed from bronze, not re-ingested
 
 
-def test_every_asset_has_its_layers_freshness_policy():
+def test_every_asset_has_its_specs_or_its_layers_freshness_policy():
     from petinsure_assets.automation import FRESHNESS_WINDOWS
 
     graph = build_definitions("/nonexistent-lake").resolve_asset_graph()
@@ -327,8 +331,18 @@ def test_every_asset_has_its_layers_freshness_policy():
         if not node.is_executable:  # the raw landing zone: nothing to keep fresh
             assert node.freshness_policy is None, key
             continue
-        layer = "snapshot" if key.path[-1] == "api_snapshot" else node.group_name
-        warn, fail = FRESHNESS_WINDOWS[layer]
+        if key.path[0] in ("silver", "gold") and key.path[1] not in ("exports", "api_snapshot"):
+            # A catalog table's from its spec; a silver table's quarantine rows follow the table.
+            name = key.path[1]
+            if name == "quarantine":
+                name = next(s.name for s in CATALOG.silver if s.entity.name == key.path[2])
+            spec = CATALOG.table(name)
+            warn, fail = spec.freshness.warn, spec.freshness.fail
+            hours = {"silver": (25, 27), "gold": (25, 28)}[key.path[0]]  # as the specs say today
+            assert (warn, fail) == tuple(timedelta(hours=h) for h in hours), key
+        else:
+            layer = "snapshot" if key.path[-1] == "api_snapshot" else node.group_name
+            warn, fail = FRESHNESS_WINDOWS[layer]
         policy = node.freshness_policy
         assert isinstance(policy, dg.FreshnessPolicy), key
         assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (
@@ -340,12 +354,11 @@ def test_every_asset_has_its_layers_freshness_policy():
 def test_check_history_records_each_table_version_once(lake: LakeFixture):
     write_base(lake, GOOD_CLAIMS)
     lake.refresh(as_of=AS_OF)
-    history = lake.lake.table_uri("gold", CHECK_HISTORY_TABLE)
     first = lake.rows("gold", CHECK_HISTORY_TABLE)
-    total = sum(len(c) for c in TABLE_CHECKS.values())
+    total = len(ALL_CHECKS)
     assert len(first) == total
     assert {(r["asset_key"], r["check_name"]) for r in first} == {
-        (t, c.name) for t, c in ALL_CHECKS
+        (t.asset, c.name) for t, c in ALL_CHECKS
     }
     assert all(r["passed"] and r["failing_rows"] == 0 for r in first)
 
@@ -354,15 +367,12 @@ def test_check_history_records_each_table_version_once(lake: LakeFixture):
     assert len(lake.rows("gold", CHECK_HISTORY_TABLE)) == total
 
     # A new as-of date rewrites gold only: its checks are recorded for the new versions.
-    lake.refresh(as_of="2025-07-31")
-    gold = sum(len(c) for t, c in TABLE_CHECKS.items() if t.startswith("gold/"))
-    second = lake.lake.read(
-        history, "SELECT run_id, delta_version, count(*) AS n FROM t GROUP BY ALL ORDER BY n"
-    )
-    assert [
-        (v, n)
-        for v, n in zip(second.column("delta_version").to_pylist(), second.column("n").to_pylist())
-    ] == [(1, gold), (0, total)]
+    summary = lake.refresh(as_of="2025-07-31")
+    gold = sum(1 for t, _ in ALL_CHECKS if t.asset.startswith("gold/"))
+    second = [r for r in lake.rows("gold", CHECK_HISTORY_TABLE) if r["run_id"] == summary.run_id]
+    assert len(lake.rows("gold", CHECK_HISTORY_TABLE)) == total + gold
+    assert {(r["asset_key"].split("/")[0], r["delta_version"]) for r in second} == {("gold", 1)}
+    assert len(second) == gold
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -424,17 +434,8 @@ def test_failed_run_alerts_through_the_sensor_to_the_webhook(
     assert url not in json.dumps(alert)
 
 
-@pytest.fixture(scope="module")
-def demo_lake(tmp_path_factory) -> LakeFixture:
-    from petinsure_assets.demo_data import generate
-
-    lake = LakeFixture(tmp_path_factory.mktemp("demo") / "lake")
-    generate(lake.root / "raw", claims=15_000, seed=42)
-    lake.refresh(as_of="2026-01-31")
-    return lake
-
-
 def test_every_check_passes_on_the_demo_data(demo_lake: LakeFixture):
+    """The session's demo lake (tests/conftest.py: 2,000 claims, seed 42, as of 2026-01-31)."""
     history = demo_lake.rows("gold", CHECK_HISTORY_TABLE)
     assert len(history) == len(ALL_CHECKS)
     assert [(r["asset_key"], r["check_name"]) for r in history if not r["passed"]] == []
@@ -480,17 +481,17 @@ def test_injected_faults_fail_the_right_checks(demo_lake: LakeFixture, tmp_path:
     assert expected_lost >= 3
 
     failed = {}
-    for table, checks in TABLE_CHECKS.items():
-        for outcome in evaluate(lake, table, checks):
+    for target, checks in all_checks():
+        for outcome in evaluate(lake, target, checks):
             if not outcome.passed:
-                failed[f"{table}:{outcome.check.name}"] = outcome.failing_rows
+                failed[f"{target.asset}:{outcome.check.name}"] = outcome.failing_rows
     totals = {
         f"gold/{t}:{c}": 1
         for t in ("customer_360_view", "claims_analytics", "monthly_kpis")
         for c in ("claims_count_equals_silver", "claimed_equals_silver", "paid_equals_silver")
     }
     assert failed == {
-        "silver/quarantine:bronze_reconciles_claims": expected_lost,
+        "silver/quarantine/claims:bronze_reconciles": expected_lost,
         "gold/customer_360_view:customer_id_unique": 1,
         "gold/provider_performance:claims_count_equals_silver": 1,
         **totals,

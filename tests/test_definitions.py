@@ -12,44 +12,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-EXPECTED_KEYS = {
-    *(f"raw/{t}" for t in ("customers", "pets", "policies", "claims", "providers")),
-    *(f"bronze/{t}_raw" for t in ("customers", "pets", "policies", "claims", "providers")),
-    *(
-        f"silver/{t}"
-        for t in (
-            "dim_customers",
-            "dim_pets",
-            "dim_policies",
-            "dim_providers",
-            "fact_claims",
-            "quarantine",
-        )
-    ),
-    *(
-        f"gold/{t}"
-        for t in (
-            "customer_360_view",
-            "claims_analytics",
-            "monthly_kpis",
-            "cross_sell_recommendations",
-            "provider_performance",
-            "risk_scoring",
-        )
-    ),
-    *(
-        f"gold/exports/{t}"
-        for t in (
-            "customer_360_view",
-            "claims_analytics",
-            "monthly_kpis",
-            "cross_sell_recommendations",
-            "provider_performance",
-            "risk_scoring",
-        )
-    ),
-    "gold/api_snapshot",
-}
+def expected_keys() -> set[str]:
+    """What the code location holds, from the raw contract and the table catalog."""
+    from petinsure_assets import contracts
+    from petinsure_assets.catalog import CATALOG
+
+    return {
+        *(f"raw/{e.name}" for e in contracts.ENTITIES),
+        *(f"bronze/{e.bronze_table}" for e in contracts.ENTITIES),
+        *(f"silver/{s.name}" for s in CATALOG.silver),
+        *(f"silver/quarantine/{s.entity.name}" for s in CATALOG.silver),
+        *(f"gold/{s.name}" for s in CATALOG.gold),
+        *(f"gold/exports/{s.name}" for s in CATALOG.gold),
+        "gold/api_snapshot",
+    }
 
 
 def test_every_asset_has_group_kinds_owner_and_description():
@@ -57,7 +33,7 @@ def test_every_asset_has_group_kinds_owner_and_description():
 
     graph = build_definitions("/nonexistent-lake").resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == EXPECTED_KEYS
+    assert keys == expected_keys()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         serving = key.path[1] in ("exports", "api_snapshot")
@@ -104,7 +80,7 @@ def test_dg_lists_and_checks_the_code_location_from_the_repo_root(tmp_path):
     listed = dg("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     defs = json.loads(listed.stdout)
-    assert {asset["asset_key"] for asset in defs["assets"]} == EXPECTED_KEYS
+    assert {asset["asset_key"] for asset in defs["assets"]} == expected_keys()
     assert "refresh_all" in {job["name"] for job in defs["jobs"]}
 
 

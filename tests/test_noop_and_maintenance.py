@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from petinsure_assets import resources
-from petinsure_assets.checks import CHECK_HISTORY_TABLE, TABLE_CHECKS
+from petinsure_assets import catalog
+from petinsure_assets.catalog import CATALOG
+from petinsure_assets.checks import CHECK_HISTORY_TABLE, all_checks
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
-from petinsure_assets.gold import AS_OF_COMMIT_KEY, GOLD_BY_NAME
+from petinsure_assets.gold import AS_OF_COMMIT_KEY
 from petinsure_assets.resources import INPUTS_COMMIT_KEY
 from petinsure_assets.snapshots import publish, read_latest, snapshot_root
 from tests.conftest import LakeFixture
@@ -28,14 +29,7 @@ from tests.test_checks import GOOD_CLAIMS
 from tests.test_pipeline import AS_OF, claim, write_base
 from tests.test_serving import _tick
 
-GOLD = (
-    "customer_360_view",
-    "risk_scoring",
-    "claims_analytics",
-    "monthly_kpis",
-    "provider_performance",
-    "cross_sell_recommendations",
-)
+GOLD = tuple(spec.name for spec in CATALOG.gold)
 NEXT_AS_OF = "2025-07-31"
 
 
@@ -70,7 +64,12 @@ def rows_at(lake: LakeFixture, layer: str, table: str, version: int, order_by: s
 
 
 def gold_checks() -> set[tuple[str, str]]:
-    return {(f"gold/{t}", c.name) for t in GOLD for c in TABLE_CHECKS[f"gold/{t}"]}
+    return {
+        (t.asset, c.name)
+        for t, checks in all_checks()
+        if t.asset.startswith("gold/")
+        for c in checks
+    }
 
 
 # ---- no-op ------------------------------------------------------------------------------------
@@ -97,11 +96,15 @@ def test_refresh_with_nothing_new_writes_nothing(lake: LakeFixture):
         assert "silver.fact_claims" in text and "unchanged since version 0" in text
 
         # The materializations say so, with the table as it is.
-        for key in (("silver", "fact_claims"), ("silver", "quarantine"), ("gold", "monthly_kpis")):
+        for key in (("silver", "fact_claims"), ("gold", "monthly_kpis")):
             meta = latest_metadata(instance, *key)
             assert (meta["unchanged"], meta["rows_added"], meta["delta_version"]) == (True, 0, 0), (
                 key
             )
+        # silver/quarantine has five commits, one per silver table's step, claims' the last.
+        meta = latest_metadata(instance, "silver", "quarantine", "claims")
+        assert (meta["unchanged"], meta["rows_added"], meta["delta_version"]) == (True, 0, 4)
+        assert meta["dagster/row_count"] == 1  # the "{not json" line
         assert latest_metadata(instance, "silver", "fact_claims")["dagster/row_count"] == 3
         assert latest_metadata(instance, "gold", "exports", "claims_analytics")["unchanged"] is True
 
@@ -135,7 +138,8 @@ def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
 
     # The checks of the new gold versions are recorded, once each; silver's are not repeated.
     history = lake.rows("gold", CHECK_HISTORY_TABLE)
-    new = [r for r in history if r["delta_version"] == 1]
+    new = [r for r in history if r["run_id"] == summary.run_id]
+    assert {r["delta_version"] for r in new} == {1}
     assert len(history) - history_before == len(gold_checks())
     assert {(r["asset_key"], r["check_name"]) for r in new} == gold_checks()
 
@@ -163,17 +167,19 @@ def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table
     lake.refresh(as_of=AS_OF)
     after = delta_versions(lake.root)
     unchanged = {t for t in after if after[t] == before[t]}
-    assert unchanged == {f"bronze/{e}_raw" for e in ("customers", "pets", "policies", "providers")}
+    # One step per silver table: only fact_claims (and its quarantine rows) follow the new claim.
+    assert unchanged == {
+        *(f"bronze/{e}_raw" for e in ("customers", "pets", "policies", "providers")),
+        *(f"silver/{t}" for t in ("dim_customers", "dim_pets", "dim_policies", "dim_providers")),
+    }
+    assert after["silver/quarantine"] == before["silver/quarantine"] + 1
     assert lake.rows("silver", "fact_claims", order_by="claim_id")[-1]["claim_id"] == "CLM-7"
 
     # A revised SQL file (here: a comment added) rebuilds its own table only.
-    sql_text = resources.sql_text
+    read = catalog._read
+    revised = catalog.SQL_DIR / "gold" / "provider_performance.sql"
     monkeypatch.setattr(
-        resources,
-        "sql_text",
-        lambda name: (
-            sql_text(name) + ("\n-- revised" if name == "gold/provider_performance" else "")
-        ),
+        catalog, "_read", lambda path: read(path) + ("\n-- revised" if path == revised else "")
     )
     summary = lake.refresh(as_of=AS_OF)
     again = delta_versions(lake.root)
@@ -226,7 +232,7 @@ def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: 
     folder = snapshot_root(lake.lake) / "v" / manifest["version"]
     for t in GOLD:
         assert all(os.path.exists(f) for f in gold_v0[t]), t
-        key = ", ".join(GOLD_BY_NAME[t].key)
+        key = ", ".join(CATALOG.table(t).key)
         published = duckdb.sql(
             f"SELECT * FROM read_parquet('{folder / (t + '.parquet')}') ORDER BY {key}"
         ).fetchall()

@@ -17,8 +17,7 @@ import pytest
 import sqlglot
 
 from petinsure_assets import spark_sql
-from petinsure_assets.gold import GOLD_TABLES
-from petinsure_assets.silver import SILVER_TABLES
+from petinsure_assets.catalog import CATALOG
 from tests.conftest import DEMO_AS_OF
 from tests.test_hostile_records import hostile  # noqa: F401 (fixture)
 from tests.test_rules_by_hand import AS_OF as HAND_AS_OF
@@ -33,11 +32,12 @@ AS_OF = dt.date.fromisoformat(DEMO_AS_OF)
 def test_every_file_translates_to_spark_sql_without_duckdb_leftovers():
     statements = spark_sql.spark_statements(AS_OF)
     names = [s.name for s in statements]
-    silver_and_staged = [n for n in names if n.endswith("_staged") or n in SILVER_TABLES]
-    assert len(silver_and_staged) == 2 * len(SILVER_TABLES)
+    silver = [spec.name for spec in CATALOG.silver]
+    silver_and_staged = [n for n in names if n.endswith("_staged") or n in silver]
+    assert len(silver_and_staged) == 2 * len(silver)
     assert names.index("quarantine") == len(silver_and_staged)
     gold = [s.name for s in statements if s.kind == spark_sql.GOLD]
-    assert gold == [spec.name for spec in GOLD_TABLES]
+    assert gold == [spec.name for spec in CATALOG.gold]
     assert names.index("risk_scoring") < names.index("customer_360_view")
     leftovers = re.compile(
         r"\b(getvariable|exclude|try_strptime|regexp_full_match|list_position|list_filter|"
@@ -380,7 +380,7 @@ def _compare_tables(spark, demo_lake, layer: str, table: str, key: list[str]):
     assert differences[:10] == [], f"{len(differences)} differences in {table}"
 
 
-@pytest.mark.parametrize("spec", GOLD_TABLES, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", CATALOG.gold, ids=lambda s: s.name)
 def test_gold_table_equals_the_products(spark, spark_run, demo_lake, spec):
     _compare_tables(spark, demo_lake, "gold", spec.name, list(spec.key))
     rows, out = spark_run
@@ -391,16 +391,16 @@ def test_gold_table_equals_the_products(spark, spark_run, demo_lake, spec):
 
 def test_silver_tables_and_quarantine_equal_the_products(spark, spark_run, demo_lake):
     rows, _ = spark_run
-    for name, (entity, _) in SILVER_TABLES.items():
+    for spec in CATALOG.silver:
         expected = (
             demo_lake.lake.read(
-                demo_lake.lake.table_uri("silver", name), "SELECT count(*) AS n FROM t"
+                demo_lake.lake.table_uri("silver", spec.name), "SELECT count(*) AS n FROM t"
             )
             .column("n")[0]
             .as_py()
         )
-        assert rows[name] == expected, name
-        _compare_tables(spark, demo_lake, "silver", name, [entity.key])
+        assert rows[spec.name] == expected, spec.name
+        _compare_tables(spark, demo_lake, "silver", spec.name, list(spec.key))
     by_reason = demo_lake.lake.read(
         demo_lake.lake.table_uri("silver", "quarantine"),
         "SELECT entity, reason, count(*) AS n FROM t GROUP BY ALL",
@@ -430,7 +430,7 @@ def test_hostile_records_give_the_products_silver_and_gold(spark, request, fixtu
     _compare_tables(
         spark, product, "silver", "quarantine", ["entity", "source_file", "source_line"]
     )
-    for name, (entity, _) in SILVER_TABLES.items():
-        _compare_tables(spark, product, "silver", name, [entity.key])
-    for spec in GOLD_TABLES:
+    for spec in CATALOG.silver:
+        _compare_tables(spark, product, "silver", spec.name, list(spec.key))
+    for spec in CATALOG.gold:
         _compare_tables(spark, product, "gold", spec.name, list(spec.key))

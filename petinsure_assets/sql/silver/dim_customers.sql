@@ -1,6 +1,8 @@
--- silver.dim_customers: typed, cleaned customers, validated, then the latest version per key.
--- Reads: customers_raw (bronze). Writes temp tables customers_staged (every bronze record with its
--- reject reason, if any) and dim_customers.
+-- silver.dim_customers: every bronze customers record typed, cleaned and judged by the hard rules.
+-- Reads: customers_raw (bronze). Writes the temp table customers_staged: one row per bronze record
+-- with _reject_reason / _reject_detail when a hard rule fails. The latest valid version per key
+-- (silver.dim_customers) and the quarantine rows are taken from it as dim_customers.toml says
+-- (queries.latest_versions_sql, queries.quarantine_sql).
 -- Quality score: email, phone, address, city, state, zip_code, date_of_birth (7 checked fields).
 CREATE OR REPLACE TEMP TABLE customers_staged AS
 WITH typed AS (
@@ -36,12 +38,3 @@ SELECT
         + (date_of_birth IS NOT NULL)::INT, 7) AS _quality_score,
     CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
 FROM typed;
-
-CREATE OR REPLACE TEMP TABLE dim_customers AS
-SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
-FROM customers_staged
-WHERE _reject_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY customer_id
-    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
-) = 1;

@@ -1,5 +1,8 @@
--- silver.dim_pets: typed, cleaned pets, validated, then the latest version per key.
--- Reads: pets_raw, dim_customers (foreign key). Writes temp tables pets_staged and dim_pets.
+-- silver.dim_pets: every bronze pets record typed, cleaned and judged by the hard rules. Reads:
+-- pets_raw, dim_customers (foreign key). Writes the temp table pets_staged: one row per bronze
+-- record with _reject_reason / _reject_detail when a hard rule fails. The latest valid version per
+-- key (silver.dim_pets) and the quarantine rows are taken from it as dim_pets.toml says
+-- (queries.latest_versions_sql, queries.quarantine_sql).
 -- Quality score: breed, gender, date_of_birth, weight_lbs (> 0), microchip_id (15 digits).
 CREATE OR REPLACE TEMP TABLE pets_staged AS
 WITH typed AS (
@@ -43,12 +46,3 @@ SELECT
     CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
 FROM typed AS t
 LEFT JOIN (SELECT customer_id FROM dim_customers) AS c ON c.customer_id = t.customer_id;
-
-CREATE OR REPLACE TEMP TABLE dim_pets AS
-SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
-FROM pets_staged
-WHERE _reject_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY pet_id
-    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
-) = 1;

@@ -1,5 +1,8 @@
--- silver.dim_policies: typed, cleaned policies, validated, then the latest version per key.
--- Reads: policies_raw, dim_customers, dim_pets (foreign keys). Writes policies_staged, dim_policies.
+-- silver.dim_policies: every bronze policies record typed, cleaned and judged by the hard rules.
+-- Reads: policies_raw, dim_customers, dim_pets (foreign keys). Writes the temp table
+-- policies_staged: one row per bronze record with _reject_reason / _reject_detail when a hard rule
+-- fails. The latest valid version per key (silver.dim_policies) and the quarantine rows are taken
+-- from it as dim_policies.toml says (queries.latest_versions_sql, queries.quarantine_sql).
 -- Hard rules (docs/rules.md, first match wins): malformed_record, missing_key, bad_date
 -- (effective_date, expiration_date), bad_value (status), negative_amount (monthly_premium),
 -- orphan_fk (customer_id, pet_id).
@@ -56,12 +59,3 @@ SELECT
 FROM typed AS t
 LEFT JOIN (SELECT customer_id FROM dim_customers) AS c ON c.customer_id = t.customer_id
 LEFT JOIN (SELECT pet_id FROM dim_pets) AS p ON p.pet_id = t.pet_id;
-
-CREATE OR REPLACE TEMP TABLE dim_policies AS
-SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
-FROM policies_staged
-WHERE _reject_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY policy_id
-    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
-) = 1;

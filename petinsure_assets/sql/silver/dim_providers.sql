@@ -1,5 +1,8 @@
--- silver.dim_providers: typed, cleaned vet providers, validated, then the latest version per key.
--- Reads: providers_raw. Writes temp tables providers_staged and dim_providers.
+-- silver.dim_providers: every bronze vet providers record typed, cleaned and judged by the hard
+-- rules. Reads: providers_raw (bronze). Writes the temp table providers_staged: one row per bronze
+-- record with _reject_reason / _reject_detail when a hard rule fails. The latest valid version per
+-- key (silver.dim_providers) and the quarantine rows are taken from it as dim_providers.toml says
+-- (queries.latest_versions_sql, queries.quarantine_sql).
 -- Quality score: address, phone, state, average_rating (0-5) (4 checked fields).
 CREATE OR REPLACE TEMP TABLE providers_staged AS
 WITH typed AS (
@@ -33,12 +36,3 @@ SELECT
         + (average_rating IS NOT NULL)::INT, 4) AS _quality_score,
     CASE WHEN _reject_reason IS NOT NULL THEN bronze_record_text(_bronze) END AS _rejected_record
 FROM typed;
-
-CREATE OR REPLACE TEMP TABLE dim_providers AS
-SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
-FROM providers_staged
-WHERE _reject_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY provider_id
-    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
-) = 1;

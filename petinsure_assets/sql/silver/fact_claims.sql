@@ -1,6 +1,8 @@
--- silver.fact_claims: typed, cleaned claims, validated, then the latest version per key.
--- Reads: claims_raw, dim_customers, dim_policies, dim_pets, dim_providers (foreign keys).
--- Writes claims_staged, fact_claims.
+-- silver.fact_claims: every bronze claims record typed, cleaned and judged by the hard rules.
+-- Reads: claims_raw, dim_customers, dim_policies, dim_pets, dim_providers (foreign keys). Writes
+-- the temp table claims_staged: one row per bronze record with _reject_reason / _reject_detail when
+-- a hard rule fails. The latest valid version per key (silver.fact_claims) and the quarantine rows
+-- are taken from it as fact_claims.toml says (queries.latest_versions_sql, queries.quarantine_sql).
 -- Hard rules (docs/rules.md, first match wins): malformed_record, missing_key, bad_date
 -- (service_date), bad_value (claim_amount, status), negative_amount (claim_amount, paid_amount),
 -- overpaid (paid_amount > claim_amount), orphan_fk (customer, policy, pet, provider).
@@ -72,12 +74,3 @@ LEFT JOIN (SELECT customer_id FROM dim_customers) AS c ON c.customer_id = t.cust
 LEFT JOIN (SELECT policy_id FROM dim_policies) AS po ON po.policy_id = t.policy_id
 LEFT JOIN (SELECT pet_id FROM dim_pets) AS pe ON pe.pet_id = t.pet_id
 LEFT JOIN (SELECT provider_id FROM dim_providers) AS pr ON pr.provider_id = t.provider_id;
-
-CREATE OR REPLACE TEMP TABLE fact_claims AS
-SELECT * EXCLUDE (_reject_reason, _reject_detail, _rejected_record)
-FROM claims_staged
-WHERE _reject_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY claim_id
-    ORDER BY updated_at DESC NULLS LAST, _ingested_at DESC, _source_file DESC, _source_line DESC
-) = 1;
