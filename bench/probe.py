@@ -25,8 +25,8 @@ PROJECT_INSTANCE_CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "da
 PROCESS_STARTED = psutil.Process().create_time()
 SAMPLE_SECONDS = 0.02
 
-# Step key prefix -> layer. Asset check steps are named "<layer>_<table>_checks" and count with
-# the layer of the table they check (they are that layer's quality gate).
+# Step key prefix -> layer: bronze__<table>, silver_<table> (a table and its quarantine rows),
+# gold__<table>, gold__exports__<table>, gold__api_snapshot. Checks run inside their table's step.
 LAYERS = ("bronze", "silver", "gold", "exports", "snapshot")
 
 

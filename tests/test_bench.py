@@ -15,10 +15,8 @@ NUMBER = r"[0-9][0-9,]*(\.[0-9]+)?"
 
 def test_layer_of_every_step_kind():
     assert layer_of("bronze__claims_raw") == "bronze"
-    assert layer_of("silver") == "silver"
-    assert layer_of("silver_quarantine_checks") == "silver"
+    assert layer_of("silver_dim_providers") == "silver"
     assert layer_of("gold__monthly_kpis") == "gold"
-    assert layer_of("gold_monthly_kpis_checks") == "gold"
     assert layer_of("gold__exports__monthly_kpis") == "exports"
     assert layer_of("gold__api_snapshot") == "snapshot"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from petinsure_assets import contracts
 from petinsure_assets.catalog import CATALOG
 from petinsure_assets.checks import CHECK_HISTORY_TABLE, Check, Target, all_checks, evaluate
 from petinsure_assets.cli import run_refresh
@@ -50,8 +51,23 @@ def good_lake(tmp_path_factory) -> LakeFixture:
             }
         ),
     )
+    # A record without its key for every other entity: each silver table's quarantine rows
+    # have one to check ("{not json" is the claims').
+    for entity in ("customers", "pets", "policies"):
+        prefix = contracts.BY_NAME[entity].realtime_prefix
+        lake.write_raw(entity, f"{prefix}-X_20250101_000000_000000.json", '{"updated_at": "x"}')
+    columns = contracts.PROVIDERS.columns
+    lake.write_raw(
+        "providers",
+        "providers_2.csv",
+        ",".join(columns) + "\n," + "Nameless" + "," * (len(columns) - 2) + "\n",
+    )
     lake.refresh(as_of=AS_OF)
     assert all(lake.rows("gold", t) for t in ("cross_sell_recommendations", "monthly_kpis"))
+    assert sorted((q["entity"], q["reason"]) for q in lake.rows("silver", "quarantine")) == [
+        ("claims", "malformed_record"),
+        *((e, "missing_key") for e in ("customers", "pets", "policies", "providers")),
+    ]
     return lake
 
 
@@ -65,26 +81,29 @@ def test_every_check_passes_on_good_data(good_lake: LakeFixture):
         assert failed == [], target.asset
 
 
-def _rewrite(lake: Lake, table: str, sql: str) -> None:
-    """Replace a Delta table by `sql` over its current content (`t`, with a row number `rn`)."""
+def _rewrite(lake: Lake, table: str, sql: str, where: str = "true") -> None:
+    """Replace a Delta table by `sql` over its current content (`t`, with a row number `rn`
+    that starts on the rows `where` selects)."""
     layer, name = table.split("/")
     uri = lake.table_uri(layer, name)
+    numbered = f"SELECT *, row_number() OVER (ORDER BY NOT ({where})) AS rn FROM t"
     data = lake.read(
         uri,
-        f"SELECT * EXCLUDE (rn) FROM ({sql}) ORDER BY ALL".replace(
-            "FROM t", "FROM (SELECT *, row_number() OVER () AS rn FROM t)"
-        ),
+        f"SELECT * EXCLUDE (rn) FROM ({sql}) ORDER BY ALL".replace("FROM t", f"FROM ({numbered})"),
     )
     lake.write(uri, data, mode="overwrite")
 
 
-def _break(lake: Lake, table: str, check: Check) -> str:
-    """Damage the data so that exactly one row (or one comparison) fails `check`; returns the
-    table that was changed."""
-    c = check.column
+def _break(lake: Lake, target: Target, check: Check) -> str:
+    """Damage the data so that exactly one row (or one comparison) of the target fails `check`;
+    returns the table that was changed."""
+    c, table = check.column, target.table
     if check.kind == "not_null":
         _rewrite(
-            lake, table, f"SELECT * REPLACE (CASE WHEN rn = 1 THEN NULL ELSE {c} END AS {c}) FROM t"
+            lake,
+            table,
+            f"SELECT * REPLACE (CASE WHEN rn = 1 THEN NULL ELSE {c} END AS {c}) FROM t",
+            target.where or "true",
         )
     elif check.kind == "unique":
         _rewrite(lake, table, "SELECT * FROM t UNION ALL (SELECT * FROM t WHERE rn = 1)")
@@ -93,6 +112,7 @@ def _break(lake: Lake, table: str, check: Check) -> str:
             lake,
             table,
             f"SELECT * REPLACE (CASE WHEN rn = 1 THEN 'BOGUS-1' ELSE {c} END AS {c}) FROM t",
+            target.where or "true",
         )
     elif check.kind == "range":
         _rewrite(
@@ -131,7 +151,7 @@ def test_each_check_fails_on_data_that_breaks_it(
     copy = tmp_path / "lake"
     shutil.copytree(good_lake.root, copy, ignore=shutil.ignore_patterns("raw"))
     lake = Lake(root=str(copy))
-    changed = _break(lake, target.table, check)
+    changed = _break(lake, target, check)
 
     (outcome,) = evaluate(lake, target, [check])
     assert not outcome.passed, f"{check.name} passed after {changed} was broken"
