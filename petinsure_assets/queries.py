@@ -17,11 +17,6 @@ from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 REJECT_COLUMNS = ("_reject_reason", "_reject_detail", "_rejected_record")
 
 
-def sql_text(name: str, catalog: Catalog = CATALOG) -> str:
-    """The text of sql/<name>.sql, e.g. sql_text("silver/dim_customers")."""
-    return catalog.sql(name)
-
-
 def prepare_session(
     con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None, catalog: Catalog = CATALOG
 ) -> None:

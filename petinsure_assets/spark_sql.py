@@ -32,7 +32,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
 from petinsure_assets.catalog import CATALOG
-from petinsure_assets.queries import quarantine_union_sql, silver_statements, sql_text
+from petinsure_assets.queries import quarantine_union_sql, silver_statements
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Macro(NamedTuple):
 def macros() -> dict[str, Macro]:
     """The CREATE MACRO definitions of macros.sql, parsed: name -> (parameters, body)."""
     out: dict[str, Macro] = {}
-    for statement in sqlglot.parse(sql_text("macros"), read=READ):
+    for statement in sqlglot.parse(CATALOG.sql("macros"), read=READ):
         if not (isinstance(statement, exp.Create) and statement.kind == "MACRO"):
             raise ValueError(f"macros.sql: not a macro: {statement.sql(READ)[:80]}")
         signature = statement.this
@@ -561,7 +561,7 @@ def translate(sql: str, as_of: dt.date) -> list[str]:
 
 def translate_file(name: str, as_of: dt.date, *, gold_table: str | None = None) -> list[Statement]:
     """The statements of sql/<name>.sql as Spark SQL (`translate_statements`)."""
-    return translate_statements(sql_text(name), as_of, name=name, gold_table=gold_table)
+    return translate_statements(CATALOG.sql(name), as_of, name=name, gold_table=gold_table)
 
 
 def translate_statements(
