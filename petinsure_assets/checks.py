@@ -292,61 +292,82 @@ class Target:
         return dg.AssetKey(self.asset.split("/"))
 
 
-def evaluate(lake: Lake, target: Target | str, checks: Iterable[Check]) -> list[Outcome]:
-    """Run `checks` against the target (or the Delta table "layer/name") of `lake`."""
+def evaluate(
+    lake: Lake,
+    target: Target | str,
+    checks: Iterable[Check],
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> list[Outcome]:
+    """Run `checks` against the target (or the Delta table "layer/name") of `lake`, in `con` (a
+    session with the macros, e.g. the step's own) or in a session of its own."""
     if isinstance(target, str):
         target = Target(target, target)
-    checks = list(checks)
+    if con is not None:
+        return _evaluate(con, lake, target, list(checks))
     con = duckdb.connect(config=duckdb_config())
     try:
         prepare_session(con)
-        layer, name = target.table.split("/")
-        lake.register(con, "t_table", lake.table_uri(layer, name))
-        con.execute(
-            "CREATE TEMP VIEW t AS SELECT * FROM t_table"
-            + (f" WHERE {target.where}" if target.where else "")
-        )
-        for used in sorted({u for c in checks for u in c.uses}):
-            used_layer, used_name = used.split("/")
-            lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
-        outcomes = []
-        for check in checks:
-            # Once per check: the failing rows (usually none) are kept for their count and sample.
-            con.execute(f"CREATE OR REPLACE TEMP TABLE failing AS SELECT * FROM ({check.sql})")
-            (count,) = con.sql("SELECT count(*) FROM failing").fetchall()[0]
-            sample = con.sql(f"SELECT * FROM failing LIMIT {SAMPLE_ROWS}").to_arrow_table()
-            outcomes.append(Outcome(check, int(count), sample))
-        return outcomes
+        return _evaluate(con, lake, target, list(checks))
     finally:
         con.close()
 
 
+def _evaluate(
+    con: duckdb.DuckDBPyConnection, lake: Lake, target: Target, checks: list[Check]
+) -> list[Outcome]:
+    layer, name = target.table.split("/")
+    lake.register(con, "t_table", lake.table_uri(layer, name))
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW t AS SELECT * FROM t_table"
+        + (f" WHERE {target.where}" if target.where else "")
+    )
+    for used in sorted({u for c in checks for u in c.uses}):
+        used_layer, used_name = used.split("/")
+        lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
+    outcomes = []
+    for check in checks:
+        # Once per check: the failing rows (usually none) are kept for their count and sample.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE failing AS SELECT * FROM ({check.sql})")
+        (count,) = con.sql("SELECT count(*) FROM failing").fetchall()[0]
+        sample = con.sql(f"SELECT * FROM failing LIMIT {SAMPLE_ROWS}").to_arrow_table()
+        outcomes.append(Outcome(check, int(count), sample))
+    return outcomes
+
+
 def record_history(
-    lake: Lake, table: str, version: int, outcomes: list[Outcome], run_id: str
+    lake: Lake, evaluations: list[tuple[str, int, list[Outcome]]], run_id: str
 ) -> int:
-    """Append the outcomes of checks not yet recorded for this version of `table` (an asset
-    "layer/name"); returns how many rows were appended (0: no commit)."""
+    """Append, in one commit, the outcomes of checks not yet recorded for their table's version;
+    `evaluations` are (asset "layer/name", its content version, outcomes). Returns how many rows
+    were appended (0: no commit)."""
     uri = lake.table_uri("gold", CHECK_HISTORY_TABLE)
-    recorded: set[str] = set()
+    recorded: set[tuple[str, int, str]] = set()
     if lake.exists(uri) and "delta_version" in lake.delta_table(uri).schema().to_arrow().names:
         con = duckdb.connect()
         try:
             lake.register(con, "history", uri)
-            recorded = {
-                name
-                for (name,) in con.execute(
-                    "SELECT DISTINCT check_name FROM history WHERE asset_key = $table "
-                    "AND delta_version = $version",
-                    {"table": table, "version": version},
+            con.register(
+                "evaluated",
+                pa.table(
+                    {
+                        "asset_key": [asset for asset, _, _ in evaluations],
+                        "delta_version": pa.array([v for _, v, _ in evaluations], pa.int64()),
+                    }
+                ),
+            )
+            recorded = set(
+                con.execute(
+                    "SELECT DISTINCT h.asset_key, h.delta_version, h.check_name FROM history h "
+                    "JOIN evaluated USING (asset_key, delta_version)"
                 ).fetchall()
-            }
+            )
         finally:
             con.close()
     now = datetime.now(UTC)
     rows = [
         {
             "check_name": o.check.name,
-            "asset_key": table,
+            "asset_key": asset,
             "passed": o.passed,
             "severity": "ERROR" if o.check.blocking else "WARN",
             "blocking": o.check.blocking,
@@ -356,8 +377,9 @@ def record_history(
             "evaluated_at": now,
             "delta_version": version,
         }
+        for asset, version, outcomes in evaluations
         for o in outcomes
-        if o.check.name not in recorded
+        if (asset, version, o.check.name) not in recorded
     ]
     if rows:
         lake.write(uri, pa.Table.from_pylist(rows, schema=CHECK_HISTORY_SCHEMA), mode="append")
@@ -399,22 +421,27 @@ def check_specs(target: Target, checks: list[Check]) -> list[dg.AssetCheckSpec]:
 def run_checks(
     context: dg.AssetExecutionContext,
     lake: Lake,
-    target: Target,
-    checks: list[Check],
-    version: int,
+    gates: list[tuple[Target, list[Check], int]],
+    con: duckdb.DuckDBPyConnection,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Evaluate `checks` on the target as it is now (its content version `version`), record them
-    in the check history and yield their results: called by the step that wrote the target,
-    right after writing it, so a failing blocking check stops everything downstream."""
-    outcomes = evaluate(lake, target, checks)
-    record_history(lake, target.asset, version, outcomes, context.run.run_id)
-    failed = [o.check.name for o in outcomes if not o.passed]
-    context.log.info(
-        f"{target.asset}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
+    """Evaluate each target's checks on it as it is now (`gates`: target, checks, its content
+    version) in the step's session `con`, record them in the check history (one commit) and
+    yield their results: called by the step that wrote the targets, right after writing them,
+    so a failing blocking check stops everything downstream."""
+    evaluated = [
+        (target, version, evaluate(lake, target, checks, con)) for target, checks, version in gates
+    ]
+    record_history(
+        lake, [(t.asset, v, outcomes) for t, v, outcomes in evaluated], context.run.run_id
     )
-    for outcome in outcomes:
-        yield result(target, outcome)
+    for target, _, outcomes in evaluated:
+        failed = [o.check.name for o in outcomes if not o.passed]
+        context.log.info(
+            f"{target.asset}: {len(outcomes) - len(failed)}/{len(outcomes)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+        for outcome in outcomes:
+            yield result(target, outcome)
 
 
 def all_checks(catalog: Catalog = CATALOG) -> list[tuple[Target, list[Check]]]:

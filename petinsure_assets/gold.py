@@ -65,14 +65,15 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         )
         uri = the_lake.table_uri("gold", spec.name)
         version = unchanged_version(the_lake, uri, inputs)
-        if version is not None:
-            context.log.info(
-                f"{spec.name}: inputs and as-of date {as_of} as at version {version}; nothing to do"
-            )
-            yield dg.Output(Unchanged(version), metadata={"as_of": as_of.isoformat(), **export})
-        else:
-            with duckdb.get_connection() as con:
-                prepare_session(con, as_of, catalog)
+        with duckdb.get_connection() as con:
+            prepare_session(con, as_of, catalog)
+            if version is not None:
+                context.log.info(
+                    f"{spec.name}: inputs and as-of date {as_of} as at version {version}; "
+                    "nothing to do"
+                )
+                yield dg.Output(Unchanged(version), metadata={"as_of": as_of.isoformat(), **export})
+            else:
                 for name, source in tables.items():
                     source.register(con, name)
                 for view in spec.views:
@@ -85,7 +86,9 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                     ),
                     metadata={"as_of": as_of.isoformat(), **export},
                 )
-        yield from run_checks(context, the_lake, target, checks, content_version(the_lake, uri))
+            yield from run_checks(
+                context, the_lake, [(target, checks, content_version(the_lake, uri))], con
+            )
 
     return _asset
 

@@ -162,6 +162,7 @@ class Lake:
         """Make the Delta table's current version the view `name` of a DuckDB session."""
         table = self.delta_table(uri)
         files = [] if self.is_azure else table.file_uris()
+        con.execute(f'DROP VIEW IF EXISTS "{name}"')  # registered before, either way
         if not files:
             con.register(name, table.to_pyarrow_dataset())
             return
@@ -176,10 +177,14 @@ class Lake:
 
     def read(self, uri: str, sql: str = "SELECT * FROM t") -> pa.Table:
         """Read a Delta table (or a query over it, the table being `t`) into Arrow via DuckDB."""
+        return self.read_all(uri, [sql])[0]
+
+    def read_all(self, uri: str, queries: list[str]) -> list[pa.Table]:
+        """Several queries over one Delta table (`t`), in one DuckDB session."""
         con = duckdb.connect()
         try:
             self.register(con, "t", uri)
-            return con.sql(sql).to_arrow_table()
+            return [con.sql(sql).to_arrow_table() for sql in queries]
         finally:
             con.close()
 

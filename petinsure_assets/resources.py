@@ -139,11 +139,22 @@ def row_count(lake: Lake, uri: str, where: str | None = None) -> int:
 def table_metadata(lake: Lake, uri: str, where: str | None = None) -> dict[str, Any]:
     """Row count, Delta version, column schema and a preview of a Delta table (or of the rows
     `where` selects)."""
-    rows = "t" if where is None else f"(SELECT * FROM t WHERE {where})"
-    preview = lake.read(uri, f"SELECT * FROM {rows} LIMIT {PREVIEW_ROWS}")
+    table = lake.delta_table(uri)
+    if where is None:
+        preview = lake.read(uri, f"SELECT * FROM t LIMIT {PREVIEW_ROWS}")
+        count = int(table.count())
+    else:
+        preview, counted = lake.read_all(
+            uri,
+            [
+                f"SELECT * FROM t WHERE {where} LIMIT {PREVIEW_ROWS}",
+                f"SELECT count(*) AS n FROM t WHERE {where}",
+            ],
+        )
+        count = counted.column("n")[0].as_py()
     return {
-        "dagster/row_count": dg.MetadataValue.int(row_count(lake, uri, where)),
-        "delta_version": dg.MetadataValue.int(lake.delta_table(uri).version()),
+        "dagster/row_count": dg.MetadataValue.int(count),
+        "delta_version": dg.MetadataValue.int(table.version()),
         "dagster/column_schema": column_schema(preview.schema),
         "dagster/uri": dg.MetadataValue.path(uri),
         "preview": dg.MetadataValue.md(markdown_preview(preview)),

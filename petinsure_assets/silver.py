@@ -94,22 +94,22 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             catalog=catalog,
         )
         version = unchanged_version(the_lake, uri, inputs)
-        if version is not None:
-            context.log.info(
-                f"{spec.name}: bronze, its parents and its SQL are as at version {version}; "
-                "nothing to do"
-            )
-            # Outputs (not none) so that gold still runs: it may have a new as-of date.
-            yield dg.Output(Unchanged(version), output_name="quarantine")
-            yield dg.Output(Unchanged(version), output_name="table")
-            written = last_write(the_lake, uri) or {}
-            quarantine_version = int(
-                written.get(QUARANTINE_VERSION_KEY)
-                or content_version(the_lake, the_lake.table_uri("silver", QUARANTINE))
-            )
-        else:
-            with duckdb.get_connection() as con:
-                prepare_session(con, catalog=catalog)
+        with duckdb.get_connection() as con:
+            prepare_session(con, catalog=catalog)
+            if version is not None:
+                context.log.info(
+                    f"{spec.name}: bronze, its parents and its SQL are as at version {version}; "
+                    "nothing to do"
+                )
+                # Outputs (not none) so that gold still runs: it may have a new as-of date.
+                yield dg.Output(Unchanged(version), output_name="quarantine")
+                yield dg.Output(Unchanged(version), output_name="table")
+                written = last_write(the_lake, uri) or {}
+                quarantine_version = int(
+                    written.get(QUARANTINE_VERSION_KEY)
+                    or content_version(the_lake, the_lake.table_uri("silver", QUARANTINE))
+                )
+            else:
                 sources["bronze"].register(con, entity.bronze_table)
                 for parent in spec.parent_tables:
                     sources[parent].register(con, parent)
@@ -120,8 +120,15 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                     the_lake.table_uri("silver", QUARANTINE)
                 ).version()
                 yield _table_output(context, con, spec, inputs, quarantine_version)
-        yield from run_checks(context, the_lake, table, checks, content_version(the_lake, uri))
-        yield from run_checks(context, the_lake, quarantine, rejected_checks, quarantine_version)
+            yield from run_checks(
+                context,
+                the_lake,
+                [
+                    (table, checks, content_version(the_lake, uri)),
+                    (quarantine, rejected_checks, quarantine_version),
+                ],
+                con,
+            )
 
     return _asset
 
