@@ -62,6 +62,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             [*(f"gold/views/{v}" for v in spec.views), spec.sql_name],
             catalog=catalog,
             as_of=as_of.isoformat(),
+            partition_by=",".join(spec.partition_by),
         )
         uri = the_lake.table_uri("gold", spec.name)
         version = unchanged_version(the_lake, uri, inputs)
@@ -83,6 +84,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                     TableWrite(
                         con.sql(catalog.sql(spec.sql_name)).to_arrow_reader(),
                         commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat(), **inputs},
+                        partition_by=spec.partition_by,
                     ),
                     metadata={"as_of": as_of.isoformat(), **export},
                 )

@@ -4,7 +4,7 @@ Layout (DESIGN.md §3): the lake root's top folders are the storage account's co
 
     <root>/raw/<entity>/...                  landing zone (batch files, real-time JSON files)
     <root>/bronze/<table>                    Delta tables, append-only, plus bronze/_file_ledger
-    <root>/silver/<table>                    Delta tables, rebuilt from all of bronze
+    <root>/silver/<table>                    Delta tables (quarantine too), rebuilt from bronze
     <root>/gold/<table>                      Delta tables
     <root>/gold/exports/<table>/             plain Parquet (no Delta log) for outside readers
     <root>/gold/snapshots/                   API snapshots
@@ -17,8 +17,9 @@ Reading Delta: always through DuckDB (`Lake.register`). deltalake resolves the t
 version to its list of data files; on a local lake DuckDB's own Parquet reader scans them (three
 times faster than scanning `to_pyarrow_dataset()`, and it reads only the columns a query uses);
 on Azure, where DuckDB cannot reach the files (its azure extension cannot be downloaded here), it
-scans `to_pyarrow_dataset()`. Our tables have no deletion vectors, column mapping or partitions
-(delta-rs writes none), so the file list is the table. `DeltaTable.to_pyarrow_table()` and
+scans `to_pyarrow_dataset()`, as it does for a partitioned table (a spec's `partition_by`: the
+data files do not hold the partition columns). delta-rs writes no deletion vectors or column
+mapping, so otherwise the file list is the table. `DeltaTable.to_pyarrow_table()` and
 `dataset.to_table()` abort the interpreter at exit at random with deltalake 1.6 (DESIGN.md §8);
 nothing here uses them.
 """
@@ -60,6 +61,8 @@ class TableWrite:
     metadata: dict[str, Any] | None = None
     # Replace only the rows this predicate selects (the data must satisfy it), not the table.
     where: str | None = None
+    # The Delta table's partition columns (a whole-table overwrite sets them; None: as it is).
+    partition_by: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,17 @@ class Lake:
         mode: str,
         commit_metadata: dict[str, str] | None = None,
         where: str | None = None,
+        partition_by: tuple[str, ...] | None = None,
     ) -> int:
         """Write Arrow data (table or record-batch stream) as one Delta commit; returns the version.
         With `where` (overwrite only), the rows the predicate selects are replaced by `data` and
-        the others kept; on a new table it is a plain write.
+        the others kept; on a new table it is a plain write. `partition_by` lays out a table that
+        is overwritten whole (an empty tuple: no partitions).
 
         A commit is atomic: a write that fails leaves the table as it was. Only a whole table
         (not a stream, which cannot be replayed) is retried after a transient failure."""
+        if partition_by is not None and (mode != "overwrite" or where is not None):
+            raise ValueError("only a whole-table overwrite sets the partition columns")
         if where is not None:
             if mode != "overwrite":
                 raise ValueError("a predicate replaces rows: it needs mode='overwrite'")
@@ -143,6 +150,7 @@ class Lake:
                 data,
                 mode=mode,
                 predicate=where,
+                partition_by=list(partition_by) if partition_by is not None else None,
                 # A predicate overwrite keeps other rows: their schema must stay.
                 schema_mode="overwrite" if mode == "overwrite" and where is None else "merge",
                 storage_options=self.storage_options or None,
@@ -161,7 +169,10 @@ class Lake:
     def register(self, con: duckdb.DuckDBPyConnection, name: str, uri: str) -> None:
         """Make the Delta table's current version the view `name` of a DuckDB session."""
         table = self.delta_table(uri)
-        files = [] if self.is_azure else table.file_uris()
+        # A partitioned table's data files do not hold its partition columns: the dataset adds
+        # them from the log.
+        partitioned = bool(table.metadata().partition_columns)
+        files = [] if self.is_azure or partitioned else table.file_uris()
         con.execute(f'DROP VIEW IF EXISTS "{name}"')  # registered before, either way
         if not files:
             con.register(name, table.to_pyarrow_dataset())

@@ -289,7 +289,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         lake = self.lake.lake()
         before = row_count(lake, uri, where) if lake.exists(uri) else 0
         version = lake.write(
-            uri, write.data, mode=write.mode, commit_metadata=write.commit_metadata, where=where
+            uri,
+            write.data,
+            mode=write.mode,
+            commit_metadata=write.commit_metadata,
+            where=where,
+            partition_by=write.partition_by,
         )
         metadata = table_metadata(lake, uri, where)
         # Rows added by this materialization (for a rebuilt table: the change in its size).

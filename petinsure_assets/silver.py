@@ -92,6 +92,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             [spec.sql_name],
             generated=[latest_versions_sql(spec), quarantine_sql(spec)],
             catalog=catalog,
+            partition_by=",".join(spec.partition_by),
         )
         version = unchanged_version(the_lake, uri, inputs)
         with duckdb.get_connection() as con:
@@ -173,6 +174,7 @@ def _table_output(context, con, spec: TableSpec, inputs: dict, quarantine_versio
         TableWrite(
             con.sql(f"SELECT * FROM {spec.name}").to_arrow_reader(),
             commit_metadata={**inputs, QUARANTINE_VERSION_KEY: str(quarantine_version)},
+            partition_by=spec.partition_by,
         ),
         output_name="table",
         metadata={

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from deltalake import DeltaTable
 
 from petinsure_assets.catalog import CATALOG, SQL_DIR, CatalogError, load_catalog
 from petinsure_assets.checks import CHECK_HISTORY_TABLE
@@ -129,6 +130,7 @@ CLAIMS_BY_TYPE_SPEC = """\
 description = "Claims and amounts per claim type, a table added with one SQL file and one spec."
 key = ["claim_type"]
 pii = ["any_provider"]
+partition_by = ["claim_type"]
 freshness = { warn_hours = 2, fail_hours = 3 }
 
 [ranges]
@@ -231,6 +233,8 @@ def test_assets_checks_freshness_and_exports_follow_the_catalog(
             "any_provider": "PRV-1",
         }
     ]
+    layout = DeltaTable(lake.lake.table_uri("gold", "claims_by_type")).metadata()
+    assert layout.partition_columns == ["claim_type"]
     export = lake.root / lake.lake.export_path("claims_by_type")
     assert duckdb.sql(f"SELECT * FROM read_parquet('{export}')").fetchall() == [
         ("Illness", 3, Decimal("390.00"))
