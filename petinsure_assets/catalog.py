@@ -114,10 +114,6 @@ class TableSpec:
         return f"{self.layer}/{self.name}"
 
     @property
-    def sql_name(self) -> str:
-        return f"{self.layer}/{self.name}"
-
-    @property
     def parent_tables(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.parents.values()))
 
@@ -360,8 +356,8 @@ def load_catalog(root: Path = SQL_DIR) -> Catalog:
     silver = [_spec("silver", p) for p in sorted((root / "silver").glob("*.toml"))]
     gold = [_spec("gold", p) for p in sorted((root / "gold").glob("*.toml"))]
     for spec in (*silver, *gold):
-        if not (root / f"{spec.sql_name}.sql").exists():
-            raise _fail(root / f"{spec.sql_name}.toml", f"has no SQL file {spec.sql_name}.sql")
+        if not (root / f"{spec.path}.sql").exists():
+            raise _fail(root / f"{spec.path}.toml", f"has no SQL file {spec.path}.sql")
     orphans = sorted(
         p.name
         for layer in LAYERS
@@ -379,7 +375,7 @@ def load_catalog(root: Path = SQL_DIR) -> Catalog:
 
     # Silver: the declared parents are the silver tables the SQL reads, besides its bronze table.
     for spec in silver:
-        where = root / f"{spec.sql_name}.sql"
+        where = root / f"{spec.path}.sql"
         read = tables_read(_read(where), where)
         expected = {spec.entity.bronze_table, *spec.parent_tables}
         if read != expected:
@@ -403,7 +399,7 @@ def load_catalog(root: Path = SQL_DIR) -> Catalog:
     gold_names = {s.name for s in gold}
     resolved = []
     for spec in gold:
-        where = root / f"{spec.sql_name}.sql"
+        where = root / f"{spec.path}.sql"
         views: list[str] = []
         tables: set[str] = set()
 

@@ -59,7 +59,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
         inputs = inputs_commit_metadata(
             tables,
-            [*(f"gold/views/{v}" for v in spec.views), spec.sql_name],
+            [*(f"gold/views/{v}" for v in spec.views), spec.path],
             catalog=catalog,
             as_of=as_of.isoformat(),
             partition_by=",".join(spec.partition_by),
@@ -82,7 +82,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                 context.log.info(f"{spec.name}: computing as of {as_of}")
                 yield dg.Output(
                     TableWrite(
-                        con.sql(catalog.sql(spec.sql_name)).to_arrow_reader(),
+                        con.sql(catalog.sql(spec.path)).to_arrow_reader(),
                         commit_metadata={AS_OF_COMMIT_KEY: as_of.isoformat(), **inputs},
                         partition_by=spec.partition_by,
                     ),

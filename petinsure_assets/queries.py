@@ -80,7 +80,7 @@ def quarantine_union_sql(catalog: Catalog = CATALOG) -> str:
 def silver_statements(spec: TableSpec, catalog: Catalog = CATALOG) -> list[str]:
     """What builds a silver table in a session holding its bronze table and its parents: its file
     (the staged table), then its latest versions."""
-    return [catalog.sql(spec.sql_name), latest_versions_sql(spec)]
+    return [catalog.sql(spec.path), latest_versions_sql(spec)]
 
 
 @cache
@@ -108,7 +108,7 @@ def output_schemas(catalog: Catalog = CATALOG) -> dict[str, pa.Schema]:
         for spec in catalog.gold:
             for view in spec.views:
                 con.execute(catalog.sql(f"gold/views/{view}"))
-            table = con.sql(catalog.sql(spec.sql_name)).to_arrow_table()
+            table = con.sql(catalog.sql(spec.path)).to_arrow_table()
             schemas[spec.path] = table.schema
             con.register(spec.name, pa.table({f.name: pa.array([], f.type) for f in table.schema}))
         return schemas

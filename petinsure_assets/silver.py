@@ -89,7 +89,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         uri = the_lake.table_uri("silver", spec.name)
         inputs = inputs_commit_metadata(
             sources,
-            [spec.sql_name],
+            [spec.path],
             generated=[latest_versions_sql(spec), quarantine_sql(spec)],
             catalog=catalog,
             partition_by=",".join(spec.partition_by),

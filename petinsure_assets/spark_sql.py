@@ -595,7 +595,7 @@ def spark_statements(as_of: dt.date) -> list[Statement]:
     program: list[Statement] = []
     for spec in CATALOG.silver:
         for i, statement in enumerate(silver_statements(spec)):
-            program += translate_statements(statement, as_of, name=f"{spec.sql_name}[{i}]")
+            program += translate_statements(statement, as_of, name=f"{spec.path}[{i}]")
     program += translate_statements(quarantine_union_sql(), as_of, name="silver/quarantine")
     views_done: set[str] = set()
     for spec in CATALOG.gold:
@@ -603,7 +603,7 @@ def spark_statements(as_of: dt.date) -> list[Statement]:
             if view not in views_done:
                 program += translate_file(f"gold/views/{view}", as_of)
                 views_done.add(view)
-        program += translate_file(spec.sql_name, as_of, gold_table=spec.name)
+        program += translate_file(spec.path, as_of, gold_table=spec.name)
     return program
 
 

@@ -57,15 +57,6 @@ CROSS_SELL_RECOMMENDATIONS = (
 )
 CROSS_SELL_PRIORITIES = ("High", "Medium", "Low")
 
-# Accepted values the silver SQL maps onto (contracts.py is their one definition).
-ACCEPTED_VALUES: dict[str, tuple[str, ...]] = {
-    "accepted_claim_statuses": contracts.CLAIM_STATUSES,
-    "accepted_policy_statuses": contracts.POLICY_STATUSES,
-    "accepted_plan_names": contracts.PLAN_NAMES,
-    "accepted_claim_types": contracts.CLAIM_TYPES,
-    "accepted_species": contracts.SPECIES,
-}
-
 # Every named list of values a check in the table catalog (sql/*/*.toml, `accepted`) may name.
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     "claim_statuses": contracts.CLAIM_STATUSES,
@@ -77,4 +68,10 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "risk_categories": RISK_CATEGORIES,
     "cross_sell_recommendations": CROSS_SELL_RECOMMENDATIONS,
     "cross_sell_priorities": CROSS_SELL_PRIORITIES,
+}
+
+# The value lists the silver SQL maps onto, as DuckDB variables (`getvariable('accepted_species')`).
+ACCEPTED_VALUES: dict[str, tuple[str, ...]] = {
+    f"accepted_{name}": VOCABULARIES[name]
+    for name in ("claim_statuses", "policy_statuses", "plan_names", "claim_types", "species")
 }

@@ -248,36 +248,37 @@ def test_assets_checks_freshness_and_exports_follow_the_catalog(
 
 
 @pytest.mark.parametrize(
-    "change,message",
+    "file,old,new,message",
     [
         (
-            lambda root: _edit(root / "silver" / "dim_pets.toml", "[parents]", "[unused]"),
+            "silver/dim_pets.toml",
+            "[parents]",
+            "[unused]",
             "dim_pets.toml: unknown fields ['unused']",
         ),
         (
-            lambda root: _edit(
-                root / "silver" / "dim_pets.toml", 'customer_id = "dim_customers"', ""
-            ),
+            "silver/dim_pets.toml",
+            'customer_id = "dim_customers"',
+            "",
             "dim_pets.toml: parents [] disagree with dim_pets.sql, which reads ['dim_customers']",
         ),
+        ("gold/orphan.sql", None, "SELECT 1 AS x\n", "SQL files without a spec beside them"),
         (
-            lambda root: (root / "gold" / "orphan.sql").write_text("SELECT 1 AS x\n"),
-            "SQL files without a spec beside them: ['orphan.sql']",
-        ),
-        (
-            lambda root: _edit(
-                root / "gold" / "monthly_kpis.sql", "FROM claim_facts", "FROM claimz"
-            ),
+            "gold/monthly_kpis.sql",
+            "FROM claim_facts",
+            "FROM claimz",
             "monthly_kpis.sql: reads 'claimz': not a silver or gold table nor a view",
         ),
         (
-            lambda root: _edit(root / "gold" / "risk_scoring.toml", '"risk_categories"', '"riskz"'),
+            "gold/risk_scoring.toml",
+            '"risk_categories"',
+            '"riskz"',
             "risk_scoring.toml: accepted.risk_category: values must name one of",
         ),
         (
-            lambda root: _edit(
-                root / "gold" / "risk_scoring.toml", "warn_hours = 25", "warn_hours = 99"
-            ),
+            "gold/risk_scoring.toml",
+            "warn_hours = 25",
+            "warn_hours = 99",
             "risk_scoring.toml: freshness hours must be positive, warn_hours <= fail_hours",
         ),
     ],
@@ -290,19 +291,21 @@ def test_assets_checks_freshness_and_exports_follow_the_catalog(
         "freshness",
     ],
 )
-def test_a_spec_that_cannot_be_used_is_refused_with_its_file_named(tmp_path, change, message):
+def test_a_spec_that_cannot_be_used_is_refused_with_its_file_named(
+    tmp_path, file, old, new, message
+):
     root = tmp_path / "sql"
     shutil.copytree(SQL_DIR, root)
-    change(root)
+    path = root / file
+    if old is None:  # a new file
+        path.write_text(new)
+    else:
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new, 1))
     with pytest.raises(CatalogError) as raised:
         load_catalog(root)
     assert message in str(raised.value)
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, (path, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 # ---- one step per table ---------------------------------------------------------------------------
