@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from petinsure_assets.catalog import CATALOG
 from tests.conftest import LakeFixture
 
 AS_OF = "2025-06-30"
@@ -85,14 +86,7 @@ def base_lake(lake: LakeFixture) -> LakeFixture:
     return lake
 
 
-GOLD = (
-    "customer_360_view",
-    "risk_scoring",
-    "claims_analytics",
-    "monthly_kpis",
-    "provider_performance",
-    "cross_sell_recommendations",
-)
+GOLD = tuple(spec.name for spec in CATALOG.gold)
 
 
 def test_second_run_adds_nothing_and_gives_identical_gold(base_lake: LakeFixture):
