@@ -33,6 +33,7 @@ from decimal import Decimal
 
 import pytest
 
+from petinsure_assets.catalog import CATALOG
 from tests.conftest import LakeFixture
 
 AS_OF = "2025-06-30"
@@ -1235,13 +1236,7 @@ def test_bronze_equals_silver_before_dedup_plus_quarantine(built):
         "policies": (10, 7, 0, 3),  # POL-8, POL-9, POL-10
         "claims": (17, 10, 1, 6),  # 16 JSONL lines + 1 real-time file; CLM-06 line 7 deduped
     }
-    silver_table = {
-        "customers": "dim_customers",
-        "providers": "dim_providers",
-        "pets": "dim_pets",
-        "policies": "dim_policies",
-        "claims": "fact_claims",
-    }
+    silver_table = {spec.entity.name: spec.name for spec in CATALOG.silver}
     quarantine = built.rows("silver", "quarantine", order_by="entity, source_file, source_line")
     for entity, (n_bronze, n_silver, n_dups, n_quar) in expected.items():
         assert n_bronze == n_silver + n_dups + n_quar  # the hand numbers themselves add up
