@@ -102,14 +102,14 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                     f"{spec.name}: bronze, its parents and its SQL are as at version {version}; "
                     "nothing to do"
                 )
-                # Outputs (not none) so that gold still runs: it may have a new as-of date.
-                yield dg.Output(Unchanged(version), output_name="quarantine")
-                yield dg.Output(Unchanged(version), output_name="table")
                 written = last_write(the_lake, uri) or {}
                 quarantine_version = int(
                     written.get(QUARANTINE_VERSION_KEY)
                     or content_version(the_lake, the_lake.table_uri("silver", QUARANTINE))
                 )
+                # Outputs (not none) so that gold still runs: it may have a new as-of date.
+                yield dg.Output(Unchanged(quarantine_version), output_name="quarantine")
+                yield dg.Output(Unchanged(version), output_name="table")
             else:
                 sources["bronze"].register(con, entity.bronze_table)
                 for parent in spec.parent_tables:
