@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -55,3 +56,80 @@ def demo_lake(tmp_path_factory) -> LakeFixture:
     generate(lake.lake.layer("raw"), claims=DEMO_CLAIMS, seed=42)
     lake.refresh(as_of=DEMO_AS_OF)
     return lake
+
+
+# ---- the small hand-made book, refreshed once per session ---------------------------------------
+
+
+def _copy(lake: LakeFixture, dest: Path) -> LakeFixture:
+    """A copy of a refreshed lake (Delta logs and manifests hold relative paths only): what a test
+    that goes on writing starts from instead of refreshing the same raw files again."""
+    shutil.copytree(lake.root, dest, symlinks=True)
+    return LakeFixture(dest)
+
+
+@pytest.fixture(scope="session")
+def _good_base_lake(tmp_path_factory) -> LakeFixture:
+    from tests.test_checks import GOOD_CLAIMS
+    from tests.test_pipeline import AS_OF, write_base
+
+    lake = LakeFixture(tmp_path_factory.mktemp("good_base") / "lake")
+    write_base(lake, GOOD_CLAIMS)
+    lake.refresh(as_of=AS_OF)
+    return lake
+
+
+@pytest.fixture
+def refreshed_lake(_good_base_lake: LakeFixture, tmp_path: Path) -> LakeFixture:
+    """`write_base(lake, GOOD_CLAIMS)` then `lake.refresh(as_of=AS_OF)`, as a copy of one lake
+    refreshed once per session: the test may change it at will."""
+    return _copy(_good_base_lake, tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def served_lake(tmp_path_factory) -> LakeFixture:
+    """The small hand-made book (see test_checks): 2 customers, 3 pets (one uninsured), 2 policies,
+    3 claims and a line that is not JSON, refreshed as of AS_OF. Shared: read it, or copy it."""
+    from tests.test_checks import GOOD_CLAIMS
+    from tests.test_pipeline import AS_OF, write_base
+    from tests.test_serving import add_uninsured_pet
+
+    lake = LakeFixture(tmp_path_factory.mktemp("served") / "lake")
+    write_base(lake, GOOD_CLAIMS)
+    add_uninsured_pet(lake)
+    lake.refresh(as_of=AS_OF)
+    return lake
+
+
+# ---- Azurite: one server per session, an account per test ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    from tests.azurite import Azurite
+
+    server = Azurite(tmp_path_factory.mktemp("azurite"), in_memory=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def azurite(azurite_server):
+    """An account of its own on the session's Azurite, with the four layer containers."""
+    account = azurite_server.account()
+    account.create_containers()
+    return account
+
+
+@pytest.fixture
+def private_azurite(tmp_path: Path):
+    """An Azurite of the test's own (on disk), for a test that stops and restarts the server."""
+    from tests.azurite import ACCOUNT, Azurite
+
+    server = Azurite(tmp_path / "azurite").start()
+    try:
+        account = server.account(ACCOUNT)
+        account.create_containers()
+        yield account
+    finally:
+        server.stop()

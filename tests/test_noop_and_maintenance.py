@@ -23,7 +23,7 @@ from petinsure_assets.gold import AS_OF_COMMIT_KEY, GOLD_BY_NAME
 from petinsure_assets.resources import INPUTS_COMMIT_KEY
 from petinsure_assets.snapshots import publish, read_latest, snapshot_root
 from tests.conftest import LakeFixture
-from tests.test_azure import azurite, reference  # noqa: F401 (fixtures)
+from tests.test_azure import reference  # noqa: F401 (fixture)
 from tests.test_checks import GOOD_CLAIMS
 from tests.test_pipeline import AS_OF, claim, write_base
 from tests.test_serving import _tick

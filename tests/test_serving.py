@@ -48,14 +48,12 @@ def add_uninsured_pet(lake: LakeFixture) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> LakeFixture:
-    """The small hand-made book (see test_checks): 2 customers, 3 pets, 2 policies, 3 claims."""
-    lake = LakeFixture(tmp_path_factory.mktemp("served") / "lake")
-    write_base(lake, GOOD_CLAIMS)
-    add_uninsured_pet(lake)
-    lake.refresh(as_of=AS_OF)
-    return lake
+@pytest.fixture(scope="session")
+def served(served_lake: LakeFixture) -> LakeFixture:
+    """The small hand-made book (see test_checks): 2 customers, 3 pets, 2 policies, 3 claims;
+    built once per session (conftest's `served_lake`, with `add_uninsured_pet`). Read only: the
+    tests that publish work on a copy."""
+    return served_lake
 
 
 @pytest.fixture(scope="module")
