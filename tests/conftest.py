@@ -11,6 +11,28 @@ import pytest
 from petinsure_assets.cli import RefreshSummary, run_refresh
 from petinsure_assets.lake import Lake
 
+# The modules that take longest, longest first: pytest-xdist (`-n 2 --dist loadfile`, see
+# pyproject.toml) hands whole modules to its workers in collection order, so these start first
+# and the short ones fill in at the end. Only the order changes; every test runs.
+SLOW_MODULES = (
+    "test_spark_sql.py",
+    "test_azure.py",
+    "test_noop_and_maintenance.py",
+    "test_concurrency.py",
+    "test_ui.py",
+    "test_pipeline.py",
+    "test_bench.py",
+    "test_checks.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_MODULES.index(name) if name in SLOW_MODULES else len(SLOW_MODULES)
+
+    items.sort(key=rank)  # stable: the order within a module is kept
+
 
 class LakeFixture:
     """A temporary lake: write raw files, run the main job, read tables back as dicts."""
@@ -99,6 +121,24 @@ def served_lake(tmp_path_factory) -> LakeFixture:
     add_uninsured_pet(lake)
     lake.refresh(as_of=AS_OF)
     return lake
+
+
+@pytest.fixture(scope="session")
+def hostile_records_lake(tmp_path_factory):
+    """test_hostile_records' lake, refreshed once per session (its `hostile` fixture, also used
+    by the pandas and Spark baseline tests)."""
+    from tests.test_hostile_records import build_hostile
+
+    return build_hostile(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def rules_v2_lake(tmp_path_factory):
+    """test_rules_by_hand's v2 lake, refreshed once per session (its `built_v2` fixture, also
+    used by the pandas and Spark baseline tests)."""
+    from tests.test_rules_by_hand import build_v2
+
+    return build_v2(tmp_path_factory)
 
 
 # ---- Azurite: one server per session, an account per test ---------------------------------------
