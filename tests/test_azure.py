@@ -1,13 +1,14 @@
-"""The lake on ADLS Gen2, for real against Azurite (installed from npm by tests/azurite.py)."""
+"""The lake on ADLS Gen2, for real against Azurite (installed from npm by tests/azurite.py).
+
+Each test has a storage account of its own on the session's Azurite (conftest's `azurite`); the
+tests that stop the server have one of their own (`private_azurite`)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,15 +16,14 @@ import pytest
 from dagster_azure.adls2 import ADLS2Key
 from deltalake import DeltaTable
 
+from petinsure_assets import azure, storage
 from petinsure_assets.azure import azure_lake, verify
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.snapshot_client import AzureBlobStore, SnapshotClient
 from petinsure_assets.storage import LakeConfigError
-from tests.azurite import ACCOUNT, KEY, Azurite
+from tests.azurite import AzuriteAccount
 from tests.conftest import LakeFixture
-from tests.test_checks import GOOD_CLAIMS
-from tests.test_pipeline import AS_OF, write_base
-from tests.test_serving import add_uninsured_pet
+from tests.test_pipeline import AS_OF
 
 GOLD = (
     "customer_360_view",
@@ -35,37 +35,31 @@ GOLD = (
 )
 
 
-@pytest.fixture
-def azurite(tmp_path: Path):
-    server = Azurite(tmp_path / "azurite").start()
-    try:
-        server.create_containers()
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(scope="session")
+def reference(served_lake: LakeFixture) -> LakeFixture:
+    """The same raw files refreshed on a local lake (the session's small book, `write_base` with
+    GOOD_CLAIMS and an uninsured pet): what Azure must reproduce."""
+    return served_lake
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> LakeFixture:
-    """The same raw files refreshed on a local lake: what Azure must reproduce."""
-    lake = LakeFixture(tmp_path_factory.mktemp("reference") / "lake")
-    write_base(lake, GOOD_CLAIMS)
-    add_uninsured_pet(lake)
-    lake.refresh(as_of=AS_OF)
-    return lake
-
-
-def use_azurite(monkeypatch, azurite: Azurite, **credential) -> None:
+def use_azurite(monkeypatch, azurite: AzuriteAccount, **credential) -> None:
     monkeypatch.delenv("PETINSURE_LAKE_ROOT", raising=False)
     for name in ("AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", azurite.name)
     monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", azurite.endpoint)
-    for name, value in (credential or {"AZURE_STORAGE_KEY": KEY}).items():
+    for name, value in (credential or {"AZURE_STORAGE_KEY": azurite.key}).items():
         monkeypatch.setenv(name, value)
 
 
-def upload_raw(azurite: Azurite, reference: LakeFixture) -> None:
+def quick_retries(monkeypatch) -> None:
+    """For the tests that make storage fail on purpose: the same retries (the storage layer's 4
+    attempts, the SDK's one retry), without waiting seconds between them."""
+    monkeypatch.setattr(storage, "RETRY_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(azure, "SDK_RETRY_BACKOFF_SECONDS", 0.01)
+
+
+def upload_raw(azurite: AzuriteAccount, reference: LakeFixture) -> None:
     raw = reference.root / "raw"
     container = azurite.service().get_container_client("raw")
     for path in sorted(raw.rglob("*")):
@@ -75,16 +69,16 @@ def upload_raw(azurite: Azurite, reference: LakeFixture) -> None:
             )
 
 
-def storage_options(azurite: Azurite) -> dict:
+def storage_options(azurite: AzuriteAccount) -> dict:
     return {
-        "account_name": ACCOUNT,
-        "account_key": KEY,
+        "account_name": azurite.name,
+        "account_key": azurite.key,
         "endpoint": azurite.endpoint,
         "allow_http": "true",
     }
 
 
-def read_azure(azurite: Azurite, container: str, table: str) -> list[dict]:
+def read_azure(azurite: AzuriteAccount, container: str, table: str) -> list[dict]:
     """Independently of the product: deltalake + DuckDB straight on the Azurite blobs."""
     dataset = DeltaTable(
         f"az://{container}/{table}", storage_options=storage_options(azurite)
@@ -97,13 +91,13 @@ def read_azure(azurite: Azurite, container: str, table: str) -> list[dict]:
         con.close()
 
 
-def read_only_sas(container: str = "gold") -> str:
+def read_only_sas(azurite: AzuriteAccount, container: str = "gold") -> str:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     return generate_container_sas(
-        ACCOUNT,
+        azurite.name,
         container,
-        account_key=KEY,
+        account_key=azurite.key,
         permission=ContainerSasPermissions(read=True, list=True),
         expiry=datetime.now(UTC) + timedelta(hours=1),
     )
@@ -128,8 +122,8 @@ def test_whole_graph_on_azurite_matches_the_local_lake(azurite, reference, monke
     assert "snapshots/latest.json" in names
 
     # The API side: a read-only container SAS reads the snapshot, and cannot write.
-    sas = read_only_sas()
-    client = SnapshotClient(AzureBlobStore(ACCOUNT, sas, endpoint=azurite.endpoint))
+    sas = read_only_sas(azurite)
+    client = SnapshotClient(AzureBlobStore(azurite.name, sas, endpoint=azurite.endpoint))
     snap = client.snapshot()
     assert snap.source == "live"
     assert snap.documents["summary"]["total_claims"] == 3
@@ -145,16 +139,22 @@ def test_whole_graph_on_azurite_matches_the_local_lake(azurite, reference, monke
 
 def test_wrong_key_and_missing_container_fail_fast_and_clearly(azurite, monkeypatch):
     wrong = base64.b64encode(b"not-the-key-of-this-account-at-all-0123456789").decode()
-    lake = azure_lake(ACCOUNT, ADLS2Key(key=wrong), endpoint=azurite.endpoint)
-    start = time.perf_counter()
-    with pytest.raises(LakeConfigError) as bad_key:
-        verify(lake)
-    assert time.perf_counter() - start < 5
-    assert f"storage account '{ACCOUNT}' refused the credential" in str(bad_key.value)
+    lake = azure_lake(azurite.name, ADLS2Key(key=wrong), endpoint=azurite.endpoint)
+    waits: list[float] = []
+    with monkeypatch.context() as m:
+        # Fast: no retry, so nothing (the SDK's retry policy, the storage layer's backoff) waits.
+        m.setattr(time, "sleep", waits.append)
+        with pytest.raises(LakeConfigError) as bad_key:
+            verify(lake)
+    assert waits == []
+    assert f"storage account '{azurite.name}' refused the credential" in str(bad_key.value)
     assert wrong not in str(bad_key.value)
 
     lake = azure_lake(
-        ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint, containers={"gold": "gold-missing"}
+        azurite.name,
+        ADLS2Key(key=azurite.key),
+        endpoint=azurite.endpoint,
+        containers={"gold": "gold-missing"},
     )
     with pytest.raises(LakeConfigError) as missing:
         verify(lake)
@@ -167,28 +167,33 @@ def test_wrong_key_and_missing_container_fail_fast_and_clearly(azurite, monkeypa
     assert summary.rows == {}
 
 
-def test_secrets_never_reach_the_event_log_or_the_logs(azurite, reference, monkeypatch, capfd):
+def test_secrets_never_reach_the_event_log_or_the_logs(
+    private_azurite, reference, monkeypatch, capfd
+):
     from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
+    azurite = private_azurite  # stopped below
+    quick_retries(monkeypatch)
     upload_raw(azurite, reference)
+    key = azurite.key
     sas = generate_account_sas(
-        ACCOUNT,
-        KEY,
+        azurite.name,
+        key,
         ResourceTypes(service=True, container=True, object=True),
         AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
         expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0][4:]
-    secrets = {"key": KEY, "sas": sas, "sas signature": signature}
+    secrets = {"key": key, "sas": sas, "sas signature": signature}
     records = []
     with dg.instance_for_test() as instance:
-        for credential in ({"AZURE_STORAGE_KEY": KEY}, {"AZURE_STORAGE_SAS_TOKEN": sas}):
+        for credential in ({"AZURE_STORAGE_KEY": key}, {"AZURE_STORAGE_SAS_TOKEN": sas}):
             use_azurite(monkeypatch, azurite, **credential)
             summary = run_refresh(None, as_of=AS_OF, instance=instance, log_level="DEBUG")
             assert summary.success, summary.render()
         # and a failing run, whose errors pass through the storage layer
         use_azurite(monkeypatch, azurite, AZURE_STORAGE_SAS_TOKEN=sas)
-        azurite.stop()
+        azurite.server.stop()
         failed = run_refresh(None, as_of=AS_OF, instance=instance, log_level="DEBUG")
         assert not failed.success
         for run in instance.get_runs():
@@ -204,31 +209,35 @@ def test_secrets_never_reach_the_event_log_or_the_logs(azurite, reference, monke
 
 
 def test_azurite_stopped_mid_run_fails_cleanly_and_a_rerun_converges(
-    azurite, reference, monkeypatch, tmp_path
+    private_azurite, reference, monkeypatch
 ):
+    from petinsure_assets.lake import Lake
+
+    azurite = private_azurite
+    quick_retries(monkeypatch)
     use_azurite(monkeypatch, azurite)
     upload_raw(azurite, reference)
-    silver = azurite.service().get_container_client("silver")
-    outcome = {}
-    thread = threading.Thread(
-        target=lambda: outcome.setdefault(
-            "summary", run_refresh(None, as_of=AS_OF, log_level="WARNING")
-        )
-    )
-    thread.start()
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(
-        b.name.startswith("fact_claims/_delta_log/") for b in silver.list_blobs()
-    ):
-        time.sleep(0.05)
-    azurite.stop()  # silver is being written, gold is not: the middle of the run
-    thread.join(timeout=600)
-    assert not outcome["summary"].success
-    assert any("failed after" in f or "StorageError" in f for f in outcome["summary"].failures), (
-        outcome["summary"].failures
+    # Azurite stops the moment silver's fact_claims is committed: silver is being written, gold
+    # is not: the middle of the run.
+    write = Lake.write
+
+    def write_then_stop(self, uri, *args, **kwargs):
+        version = write(self, uri, *args, **kwargs)
+        if uri == "az://silver/fact_claims":
+            azurite.server.stop()
+        return version
+
+    with monkeypatch.context() as m:
+        m.setattr(Lake, "write", write_then_stop)
+        summary = run_refresh(None, as_of=AS_OF, log_level="WARNING")
+    assert azurite.server.process is None  # it was stopped mid-run
+    assert not summary.success
+    assert any("failed after" in f or "StorageError" in f for f in summary.failures), (
+        summary.failures
     )
 
-    azurite.start()
+    azurite.server.start()  # on the same data, on the port it binds now
+    use_azurite(monkeypatch, azurite)
     # Nothing half-committed: every table that exists opens and reads whole.
     for container, tables in (
         ("bronze", [f"{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")]),

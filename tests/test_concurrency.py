@@ -272,63 +272,58 @@ def test_another_thread_of_the_process_is_another_writer(tmp_path):
 
 
 def test_azure_refuses_while_leased_and_the_lease_of_a_killed_holder_expires(
-    small_lake, tmp_path, holders
+    small_lake, tmp_path, holders, azurite
 ):
     from dagster_azure.adls2 import ADLS2Key
 
     from petinsure_assets.azure import azure_lake
-    from tests.azurite import ACCOUNT, KEY, Azurite
 
-    azurite = Azurite(tmp_path / "azurite").start()
-    try:
-        azurite.create_containers()
-        service = azurite.service()
-        raw = small_lake.root / "raw"
-        for path in sorted(raw.rglob("*")):
-            if path.is_file():
-                service.get_container_client("raw").upload_blob(
-                    path.relative_to(raw).as_posix(), path.read_bytes()
-                )
-        # The shortest lease Azure grants: a killed holder's lease is gone 15 s after its last
-        # renewal, and the refresh below waits for that.
-        env = process_env(
-            tmp_path,
-            AZURE_STORAGE_ACCOUNT=ACCOUNT,
-            AZURE_STORAGE_KEY=KEY,
-            AZURE_STORAGE_BLOB_ENDPOINT=azurite.endpoint,
-            PETINSURE_LOCK_LEASE_SECONDS="15",
-        )
-        holder = holders("", env)
+    account, key = azurite.name, azurite.key  # an account of its own on the session's Azurite
+    service = azurite.service()
+    raw = small_lake.root / "raw"
+    for path in sorted(raw.rglob("*")):
+        if path.is_file():
+            service.get_container_client("raw").upload_blob(
+                path.relative_to(raw).as_posix(), path.read_bytes()
+            )
+    # The shortest lease Azure grants: a killed holder's lease is gone 15 s after its last
+    # renewal, and the refresh below waits for that.
+    env = process_env(
+        tmp_path,
+        AZURE_STORAGE_ACCOUNT=account,
+        AZURE_STORAGE_KEY=key,
+        AZURE_STORAGE_BLOB_ENDPOINT=azurite.endpoint,
+        PETINSURE_LOCK_LEASE_SECONDS="15",
+    )
+    holder = holders("", env)
 
-        refused = subprocess.run(
-            refresh_command(None, "--lock-wait", "0"),
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert refused.returncode == EXIT_LAKE_BUSY, refused.stderr[-2000:]
-        where = f"storage account {ACCOUNT} (containers raw, bronze, silver, gold)"
-        assert refusal_pattern(holder, where).fullmatch(refused.stderr)
-        assert KEY not in refused.stderr
-        written = {
-            c: sorted(b.name for b in service.get_container_client(c).list_blobs())
-            for c in ("bronze", "silver", "gold")
-        }
-        assert written == {"bronze": ["_lake_writer.lock"], "silver": [], "gold": []}
+    refused = subprocess.run(
+        refresh_command(None, "--lock-wait", "0"),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == EXIT_LAKE_BUSY, refused.stderr[-2000:]
+    where = f"storage account {account} (containers raw, bronze, silver, gold)"
+    assert refusal_pattern(holder, where).fullmatch(refused.stderr)
+    assert key not in refused.stderr
+    written = {
+        c: sorted(b.name for b in service.get_container_client(c).list_blobs())
+        for c in ("bronze", "silver", "gold")
+    }
+    assert written == {"bronze": ["_lake_writer.lock"], "silver": [], "gold": []}
 
-        holder.kill()
-        done = subprocess.run(
-            refresh_command(None, "--lock-wait", "120"),
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert KEY not in done.stderr + done.stdout
-        assert_ingested_once(azure_lake(ACCOUNT, ADLS2Key(key=KEY), endpoint=azurite.endpoint))
-        lock = service.get_blob_client("bronze", "_lake_writer.lock").get_blob_properties()
-        assert (lock.lease.state, lock.size) == ("available", 0)  # released, and names nobody
-    finally:
-        azurite.stop()
+    holder.kill()
+    done = subprocess.run(
+        refresh_command(None, "--lock-wait", "120"),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert key not in done.stderr + done.stdout
+    assert_ingested_once(azure_lake(account, ADLS2Key(key=key), endpoint=azurite.endpoint))
+    lock = service.get_blob_client("bronze", "_lake_writer.lock").get_blob_properties()
+    assert (lock.lease.state, lock.size) == ("available", 0)  # released, and names nobody

@@ -88,8 +88,14 @@ POLICY_LINES = {
 }
 
 
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory) -> tuple[LakeFixture, subprocess.CompletedProcess]:
+@pytest.fixture
+def hostile(hostile_records_lake) -> tuple[LakeFixture, subprocess.CompletedProcess]:
+    """The hostile records refreshed by `petinsure refresh`: built once per session (conftest's
+    `hostile_records_lake`, by `build_hostile`), shared with the pandas and Spark baselines."""
+    return hostile_records_lake
+
+
+def build_hostile(tmp_path_factory) -> tuple[LakeFixture, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("hostile")
     lake = LakeFixture(root / "lake")
     lake.write_raw("customers", "customers.csv", CUSTOMERS)

@@ -24,7 +24,7 @@ from petinsure_assets.gold import AS_OF_COMMIT_KEY
 from petinsure_assets.resources import INPUTS_COMMIT_KEY
 from petinsure_assets.snapshots import publish, read_latest, snapshot_root
 from tests.conftest import LakeFixture
-from tests.test_azure import azurite, reference  # noqa: F401 (fixtures)
+from tests.test_azure import reference  # noqa: F401 (fixture)
 from tests.test_checks import GOOD_CLAIMS
 from tests.test_pipeline import AS_OF, claim, write_base
 from tests.test_serving import _tick
@@ -117,9 +117,8 @@ def test_refresh_with_nothing_new_writes_nothing(lake: LakeFixture):
         assert delta_versions(lake.root) == versions
 
 
-def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
-    write_base(lake, GOOD_CLAIMS)
-    lake.refresh(as_of=AS_OF)
+def test_as_of_change_rebuilds_gold_only(refreshed_lake: LakeFixture):
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
     before = delta_versions(lake.root)
     history_before = len(lake.rows("gold", CHECK_HISTORY_TABLE))
 
@@ -155,10 +154,9 @@ def test_as_of_change_rebuilds_gold_only(lake: LakeFixture):
 
 
 def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table(
-    lake: LakeFixture, monkeypatch
+    refreshed_lake: LakeFixture, monkeypatch
 ):
-    write_base(lake, GOOD_CLAIMS)
-    lake.refresh(as_of=AS_OF)
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
     before = delta_versions(lake.root)
 
     lake.write_raw(
@@ -193,9 +191,11 @@ def test_new_claim_rewrites_what_depends_on_it_and_sql_change_rebuilds_its_table
 # ---- maintenance ------------------------------------------------------------------------------
 
 
-def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(lake: LakeFixture):
-    write_base(lake, GOOD_CLAIMS)
-    lake.refresh(as_of=AS_OF)  # publishes a snapshot of gold version 0
+def test_maintenance_compacts_and_vacuums_but_keeps_the_snapshot_versions(
+    refreshed_lake: LakeFixture,
+):
+    # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF: a snapshot of gold version 0 published
+    lake = refreshed_lake
     manifest = json.loads(
         (snapshot_root(lake.lake) / read_latest(lake.lake)["manifest"]).read_text()
     )
@@ -260,9 +260,8 @@ def _age(path: Path, hours: float) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def test_unfinished_snapshots_are_cleaned_and_take_no_retention_slot(lake: LakeFixture):
-    write_base(lake, GOOD_CLAIMS)
-    lake.refresh(as_of=AS_OF)
+def test_unfinished_snapshots_are_cleaned_and_take_no_retention_slot(refreshed_lake: LakeFixture):
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
     root = snapshot_root(lake.lake)
     first = read_latest(lake.lake)["version"]
     # What publishes killed midway leave: a folder without a manifest, temporary files. Those
@@ -319,9 +318,8 @@ def test_maintenance_job_and_schedule_are_in_the_definitions():
 # ---- the raw sensor's first tick ----------------------------------------------------------------
 
 
-def test_raw_sensor_first_tick_on_an_ingested_lake_launches_nothing(lake: LakeFixture):
-    write_base(lake, GOOD_CLAIMS)
-    lake.refresh(as_of=AS_OF)
+def test_raw_sensor_first_tick_on_an_ingested_lake_launches_nothing(refreshed_lake: LakeFixture):
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
     defs = build_definitions(str(lake.root))
     with dg.instance_for_test() as instance:
         first = _tick(defs, "raw_files_sensor", instance)

@@ -2072,8 +2072,14 @@ ONE_PROVIDER_CSV = (
 )
 
 
-@pytest.fixture(scope="module")
-def built_v2(tmp_path_factory) -> LakeFixture:
+@pytest.fixture
+def built_v2(rules_v2_lake) -> LakeFixture:
+    """Built once per session (conftest's `rules_v2_lake`, by `build_v2`), shared with the pandas
+    and Spark baselines."""
+    return rules_v2_lake
+
+
+def build_v2(tmp_path_factory) -> LakeFixture:
     lake = LakeFixture(tmp_path_factory.mktemp("rules_v2") / "lake")
     lake.write_raw("customers", "customers.csv", V2_CUSTOMERS_CSV)
     lake.write_raw("providers", "providers.csv", ONE_PROVIDER_CSV)

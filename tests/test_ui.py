@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver import ActionChains
 from selenium.webdriver.common.by import By
 
-from tests.azurite import free_port
 from tests.conftest import LakeFixture
 from tests.test_checks import GOOD_CLAIMS
 from tests.test_pipeline import AS_OF, write_base
@@ -40,15 +40,76 @@ def ensure_chromium() -> tuple[str, str]:
     return shutil.which("chromium"), shutil.which("chromedriver")
 
 
+# dagster-webserver has no way to bind port 0 (it takes 0 as "3000, or a free port it picks":
+# the same free-port race). So in the test's process tree, uvicorn's Server.startup is wrapped to
+# bind port 0 and write the port it got into a FIFO that the test reads: no race, no polling.
+PORT_0_SITECUSTOMIZE = """\
+import importlib.abc, importlib.machinery, os, sys
+
+class _BindPort0(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "uvicorn.server":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_wrap(module):
+            exec_module(module)
+            startup = module.Server.startup
+
+            async def startup_on_port_0(self, sockets=None):
+                self.config.port = 0
+                await startup(self, sockets)
+                with open(os.environ["PETINSURE_TEST_PORT_FIFO"], "w") as fifo:
+                    fifo.write(str(self.servers[0].sockets[0].getsockname()[1]))
+
+            module.Server.startup = startup_on_port_0
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+if os.environ.get("PETINSURE_TEST_PORT_FIFO"):
+    sys.meta_path.insert(0, _BindPort0())
+"""
+STARTUP_TIMEOUT_SECONDS = 300  # a safety net only: the port arrives as soon as the server listens
+
+
+def read_port(fifo: Path, process: subprocess.Popen) -> int:
+    """The port the webserver bound, from the FIFO (opening it blocks until the server writes)."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while reader.is_alive() and process.poll() is None and time.monotonic() < deadline:
+        reader.join(timeout=1)  # the port, or dagster dev's exit, ends the wait
+    if not got:
+        raise AssertionError(f"dagster dev reported no port (exit status {process.poll()})")
+    return int(got[0])
+
+
 @pytest.fixture
 def dagster_dev(lake: LakeFixture, tmp_path: Path):
-    """`dagster dev` on a free loopback port with its own DAGSTER_HOME and lake; stopped (the
-    whole process group) whatever happens."""
+    """`dagster dev` on a loopback port its webserver binds itself (port 0, reported through a
+    FIFO) with its own DAGSTER_HOME and lake; stopped (the whole process group) whatever
+    happens."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PETINSURE_LAKE_ROOT": str(lake.root)}
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(PORT_0_SITECUSTOMIZE)
+    fifo = tmp_path / "port.fifo"
+    os.mkfifo(fifo)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PETINSURE_LAKE_ROOT": str(lake.root),
+        "PYTHONPATH": os.pathsep.join(
+            [str(site), *filter(None, [os.environ.get("PYTHONPATH", "")])]
+        ),
+        "PETINSURE_TEST_PORT_FIFO": str(fifo),
+    }
     for name in ("AZURE_STORAGE_ACCOUNT", "PETINSURE_ALERT_WEBHOOK_URL"):
         env.pop(name, None)
     log = open(tmp_path / "dagster-dev.log", "wb")
@@ -60,8 +121,6 @@ def dagster_dev(lake: LakeFixture, tmp_path: Path):
             "workspace.yaml",
             "-h",
             "127.0.0.1",
-            "-p",
-            str(port),
         ],
         cwd=REPO,
         env=env,
@@ -70,7 +129,7 @@ def dagster_dev(lake: LakeFixture, tmp_path: Path):
         start_new_session=True,
     )
     try:
-        yield port, process, tmp_path / "dagster-dev.log"
+        yield read_port(fifo, process), process, tmp_path / "dagster-dev.log"
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)
