@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 
 from petinsure_assets import azure, storage
 from petinsure_assets.azure import azure_lake, verify
+from petinsure_assets.catalog import CATALOG
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.snapshot_client import AzureBlobStore, SnapshotClient
 from petinsure_assets.storage import LakeConfigError
@@ -25,14 +26,7 @@ from tests.azurite import AzuriteAccount
 from tests.conftest import LakeFixture
 from tests.test_pipeline import AS_OF
 
-GOLD = (
-    "customer_360_view",
-    "risk_scoring",
-    "claims_analytics",
-    "monthly_kpis",
-    "provider_performance",
-    "cross_sell_recommendations",
-)
+GOLD = CATALOG.pipeline_tables["gold"]
 
 
 @pytest.fixture(scope="session")
@@ -239,21 +233,7 @@ def test_azurite_stopped_mid_run_fails_cleanly_and_a_rerun_converges(
     azurite.server.start()  # on the same data, on the port it binds now
     use_azurite(monkeypatch, azurite)
     # Nothing half-committed: every table that exists opens and reads whole.
-    for container, tables in (
-        ("bronze", [f"{e}_raw" for e in ("customers", "pets", "policies", "claims", "providers")]),
-        (
-            "silver",
-            [
-                "dim_customers",
-                "dim_pets",
-                "dim_policies",
-                "dim_providers",
-                "fact_claims",
-                "quarantine",
-            ],
-        ),
-        ("gold", list(GOLD)),
-    ):
+    for container, tables in CATALOG.pipeline_tables.items():
         for table in tables:
             uri = f"az://{container}/{table}"
             if DeltaTable.is_deltatable(uri, storage_options=storage_options(azurite)):

@@ -9,6 +9,7 @@ import re
 
 from bench import run as bench
 from bench.probe import LAYERS, layer_of
+from petinsure_assets.catalog import CATALOG
 
 CLAIMS = 200
 NUMBER = r"[0-9][0-9,]*(\.[0-9]+)?"
@@ -48,14 +49,7 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
         baseline = result["baselines"][name]
         assert baseline["status"] == "same gold", (name, baseline)
         comparison = baseline["comparison"]
-        assert set(comparison) == {
-            "customer_360_view",
-            "risk_scoring",
-            "claims_analytics",
-            "monthly_kpis",
-            "provider_performance",
-            "cross_sell_recommendations",
-        }
+        assert set(comparison) == {spec.name for spec in CATALOG.gold}
         assert (
             comparison["claims_analytics"]["product_rows"]
             == refresh["rows"]["gold.claims_analytics"]

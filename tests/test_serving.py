@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from petinsure_assets.catalog import CATALOG
 from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.lake import Lake
@@ -192,17 +193,7 @@ def test_snapshot_layout_manifest_and_no_personal_data(served: LakeFixture):
         "pipeline_status.json",
     }
     assert manifest["files"]["claims_analytics.parquet"]["rows"] == 3
-    assert set(manifest["source_tables"]) == {
-        f"gold/{t}"
-        for t in (
-            "customer_360_view",
-            "risk_scoring",
-            "claims_analytics",
-            "monthly_kpis",
-            "provider_performance",
-            "cross_sell_recommendations",
-        )
-    }
+    assert set(manifest["source_tables"]) == {spec.path for spec in CATALOG.gold}
     folder = root / "v" / latest["version"]
     for name in manifest["files"]:
         if name.endswith(".parquet"):
