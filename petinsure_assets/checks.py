@@ -25,9 +25,9 @@ import duckdb
 import pyarrow as pa
 
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
-from petinsure_assets.lake import Lake
-from petinsure_assets.queries import prepare_session
-from petinsure_assets.resources import duckdb_config, markdown_preview
+from petinsure_assets.lake import Lake, duckdb_cursor
+from petinsure_assets.queries import session
+from petinsure_assets.resources import markdown_preview
 
 CHECK_HISTORY_TABLE = "_check_history"
 SAMPLE_ROWS = 5
@@ -304,12 +304,8 @@ def evaluate(
         target = Target(target, target)
     if con is not None:
         return _evaluate(con, lake, target, list(checks))
-    con = duckdb.connect(config=duckdb_config())
-    try:
-        prepare_session(con)
-        return _evaluate(con, lake, target, list(checks))
-    finally:
-        con.close()
+    with session() as own:
+        return _evaluate(own, lake, target, list(checks))
 
 
 def _evaluate(
@@ -343,7 +339,7 @@ def record_history(
     uri = lake.table_uri("gold", CHECK_HISTORY_TABLE)
     recorded: set[tuple[str, int, str]] = set()
     if lake.exists(uri) and "delta_version" in lake.delta_table(uri).schema().to_arrow().names:
-        con = duckdb.connect()
+        con = duckdb_cursor()
         try:
             lake.register(con, "history", uri)
             con.register(

@@ -12,13 +12,12 @@ as-of date or SQL rebuilds it even with nothing new in raw (resources.py, "input
 """
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.checks import Target, check_specs, run_checks, table_checks
 from petinsure_assets.lake import DeltaSource, TableWrite
-from petinsure_assets.queries import prepare_session
+from petinsure_assets.queries import session
 from petinsure_assets.resources import (
     LakeResource,
     ReportingDate,
@@ -49,7 +48,6 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
     )
     def _asset(
         context: dg.AssetExecutionContext,
-        duckdb: DuckDBResource,
         reporting_date: ReportingDate,
         lake: LakeResource,
         **tables: DeltaSource,
@@ -66,8 +64,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         )
         uri = the_lake.table_uri("gold", spec.name)
         version = unchanged_version(the_lake, uri, inputs)
-        with duckdb.get_connection() as con:
-            prepare_session(con, as_of, catalog)
+        with session(as_of, catalog) as con:
             if version is not None:
                 context.log.info(
                     f"{spec.name}: inputs and as-of date {as_of} as at version {version}; "

@@ -26,6 +26,9 @@ nothing here uses them.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +48,49 @@ EXPORT_FILE = "part-0.parquet"
 # Parquet files of a sensible size for Spark/Databricks readers; zstd like Databricks' default.
 TARGET_FILE_SIZE = 256 * 1024 * 1024
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+
+
+# ---- DuckDB: one in-memory database per process, a cursor per session ---------------------------
+
+DUCKDB_MEMORY_LIMIT_ENV = "PETINSURE_DUCKDB_MEMORY_LIMIT"
+DUCKDB_SPILL_DIR_ENV = "PETINSURE_DUCKDB_SPILL_DIR"
+
+
+def duckdb_config() -> dict[str, Any]:
+    """Every core; a memory limit past which DuckDB spills to disk (joins, sorts and temp tables
+    of silver at 10M claims do not fit otherwise); no insertion order where none is asked for."""
+    return {
+        "threads": os.cpu_count() or 2,
+        "preserve_insertion_order": False,
+        "memory_limit": os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "4GB"),
+        "temp_directory": os.environ.get(
+            DUCKDB_SPILL_DIR_ENV, os.path.join(tempfile.gettempdir(), "petinsure-duckdb-spill")
+        ),
+    }
+
+
+_DATABASES: dict[str, duckdb.DuckDBPyConnection] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def duckdb_cursor(
+    name: str = "",
+    config: dict[str, Any] | None = None,
+    setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A new session (cursor) of the process's in-memory DuckDB database `name`, created once with
+    `config` (DuckDB's defaults when None) and `setup` (e.g. the catalog's macros, which its
+    sessions then share). Opening a database costs about 20 ms, a cursor well under 1 ms; a
+    cursor's temp tables and views are its own, and a memory limit holds for all the sessions of
+    the database together. Close it."""
+    with _DATABASES_LOCK:
+        database = _DATABASES.get(name)
+        if database is None:
+            database = duckdb.connect(config=config or {})
+            if setup is not None:
+                setup(database)
+            _DATABASES[name] = database
+    return database.cursor()
 
 
 @dataclass
@@ -173,7 +219,7 @@ class Lake:
         # them from the log.
         partitioned = bool(table.metadata().partition_columns)
         files = [] if self.is_azure or partitioned else table.file_uris()
-        con.execute(f'DROP VIEW IF EXISTS "{name}"')  # registered before, either way
+        con.execute(f'DROP VIEW IF EXISTS temp.main."{name}"')  # registered before, either way
         if not files:
             con.register(name, table.to_pyarrow_dataset())
             return
@@ -192,7 +238,7 @@ class Lake:
 
     def read_all(self, uri: str, queries: list[str]) -> list[pa.Table]:
         """Several queries over one Delta table (`t`), in one DuckDB session."""
-        con = duckdb.connect()
+        con = duckdb_cursor()
         try:
             self.register(con, "t", uri)
             return [con.sql(sql).to_arrow_table() for sql in queries]

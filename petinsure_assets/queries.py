@@ -5,12 +5,15 @@ its quarantine rows) so that they are written once."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import duckdb
 import pyarrow as pa
 
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
+from petinsure_assets.lake import duckdb_config, duckdb_cursor
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 # The columns of a silver file's `<entity>_staged` table that say why a record was rejected.
@@ -20,12 +23,39 @@ REJECT_COLUMNS = ("_reject_reason", "_reject_detail", "_rejected_record")
 def prepare_session(
     con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None, catalog: Catalog = CATALOG
 ) -> None:
-    """Create the shared macros and set the variables every SQL file may read."""
-    con.execute("SET enable_progress_bar = false")
+    """Create the shared macros and set the variables every SQL file may read, in a connection of
+    its own (`session()` gives one with the macros already there)."""
+    _create_macros(con, catalog)
+    _set_variables(con, as_of)
+
+
+@contextmanager
+def session(
+    as_of: dt.date | None = None, catalog: Catalog = CATALOG
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB session for the catalog's SQL: a cursor of the process's database of the catalog
+    (created once, with its macros and duckdb_config()), the variables set."""
+    con = duckdb_cursor(
+        f"catalog:{catalog.root}", duckdb_config(), lambda db: _create_macros(db, catalog)
+    )
+    try:
+        _set_variables(con, as_of)
+        yield con
+    finally:
+        con.close()
+
+
+def _create_macros(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> None:
+    """The macros, and the time zone of every session of the database (GLOBAL: a cursor does
+    not inherit its parent's session settings)."""
     # Dates taken from timestamps (a record's ingestion date bounds its dates) are UTC dates on
     # every machine, whatever its local time zone.
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     con.execute(catalog.sql("macros"))
+
+
+def _set_variables(con: duckdb.DuckDBPyConnection, as_of: dt.date | None) -> None:
+    con.execute("SET enable_progress_bar = false")
     for name, values in ACCEPTED_VALUES.items():
         con.execute(f"SET VARIABLE {name} = $v", {"v": list(values)})
     for name, value in THRESHOLDS.items():

@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 from dagster_azure.adls2 import ADLS2DefaultAzureCredential, ADLS2Key, ADLS2SASToken
-from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
@@ -392,33 +390,12 @@ def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = Fals
     )
 
 
-DUCKDB_MEMORY_LIMIT_ENV = "PETINSURE_DUCKDB_MEMORY_LIMIT"
-DUCKDB_SPILL_DIR_ENV = "PETINSURE_DUCKDB_SPILL_DIR"
-
-
-def duckdb_config() -> dict[str, Any]:
-    """Every core; a memory limit past which DuckDB spills to disk (joins, sorts and temp tables
-    of silver at 10M claims do not fit otherwise); no insertion order where none is asked for."""
-    return {
-        "threads": os.cpu_count() or 2,
-        "preserve_insertion_order": False,
-        "memory_limit": os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "4GB"),
-        "temp_directory": os.environ.get(
-            DUCKDB_SPILL_DIR_ENV, os.path.join(tempfile.gettempdir(), "petinsure-duckdb-spill")
-        ),
-    }
-
-
 def build_resources(lake_root: str | None = None) -> dict[str, Any]:
     """The resources of the code location; the lake from the argument, else the environment."""
     lake = lake_resource_from_env(lake_root)
     return {
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake),
-        "duckdb": DuckDBResource(
-            database=":memory:",
-            connection_config=duckdb_config(),
-        ),
         "reporting_date": ReportingDate.configure_at_launch(),
         # An EnvVar keeps the webhook URL (a secret) out of the UI's resource config.
         "alert_webhook": AlertWebhook(url=dg.EnvVar(ALERT_WEBHOOK_ENV))

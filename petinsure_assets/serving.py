@@ -11,11 +11,11 @@ import os
 import tempfile
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.lake import EXPORT_FILE, DeltaSource
+from petinsure_assets.queries import session
 from petinsure_assets.resources import (
     LakeResource,
     column_schema,
@@ -54,7 +54,6 @@ def _export_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
     def _asset(
         context: dg.AssetExecutionContext,
         lake: LakeResource,
-        duckdb: DuckDBResource,
         source: DeltaSource,
     ):
         the_lake = lake.lake()
@@ -85,7 +84,7 @@ def _export_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             )
         with (
             tempfile.TemporaryDirectory(prefix="petinsure-export-") as tmp,
-            duckdb.get_connection() as con,
+            session(catalog=catalog) as con,
         ):
             source.register(con, "t")
             schema = con.sql(f"{query} LIMIT 0").to_arrow_table().schema

@@ -15,7 +15,6 @@ unchanged writes nothing.
 """
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
@@ -30,8 +29,8 @@ from petinsure_assets.checks import (
 from petinsure_assets.lake import DeltaSource, TableWrite
 from petinsure_assets.queries import (
     latest_versions_sql,
-    prepare_session,
     quarantine_sql,
+    session,
     silver_statements,
     staged_table,
 )
@@ -81,7 +80,6 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
     )
     def _asset(
         context: dg.AssetExecutionContext,
-        duckdb: DuckDBResource,
         lake: LakeResource,
         **sources: DeltaSource,
     ):
@@ -95,8 +93,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             partition_by=",".join(spec.partition_by),
         )
         version = unchanged_version(the_lake, uri, inputs)
-        with duckdb.get_connection() as con:
-            prepare_session(con, catalog=catalog)
+        with session(catalog=catalog) as con:
             if version is not None:
                 context.log.info(
                     f"{spec.name}: bronze, its parents and its SQL are as at version {version}; "

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from petinsure_assets.catalog import CATALOG
 from petinsure_assets.gold import AS_OF_COMMIT_KEY
 from petinsure_assets.lake import Lake
-from petinsure_assets.queries import prepare_session
+from petinsure_assets.queries import session
 from petinsure_assets.resources import last_write
 from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
 from petinsure_assets.storage import file_sha256
@@ -189,15 +189,15 @@ def publish(
 def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime) -> PublishResult:
     files: dict[str, bytes | str] = {}  # name -> content, or the local path of an export
     rows: dict[str, int] = {}
-    con = duckdb.connect()
-    try:
-        prepare_session(con)
+    with session() as con:
         for table, local in exports.items():
             metadata = pq.ParquetFile(local).metadata
             leaked = PII_COLUMNS & set(metadata.schema.names)
             if leaked:
                 raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_path(local)}')")
+            con.execute(
+                f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet('{_sql_path(local)}')"
+            )
             files[f"{table}.parquet"] = local
             rows[f"{table}.parquet"] = metadata.num_rows
 
@@ -216,8 +216,6 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
             AS_OF_COMMIT_KEY
         )
         documents = render_hot_endpoints(con, as_of, counts)
-    finally:
-        con.close()
     for name, document in documents.items():
         files[f"{name}.json"] = to_json_bytes(document)
         rows[f"{name}.json"] = len(document["months"]) if name == "kpis" else 1
