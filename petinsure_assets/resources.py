@@ -1,7 +1,8 @@
-"""Resources: the lake location, the Delta IO manager, DuckDB and the reporting date.
+"""Resources: the lake location, the Delta IO manager, the reporting date and the alert webhook.
 
 Everything is chosen from the environment in `build_resources()`; the embedded default is a local
-lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`) and an in-memory DuckDB per step.
+lake folder (`./lake`, or `PETINSURE_LAKE_ROOT`). Steps compute in DuckDB sessions of one
+in-memory database per process (`queries.session`, `lake.duckdb_cursor`).
 """
 
 import contextlib

@@ -11,9 +11,9 @@ import pytest
 from petinsure_assets.cli import RefreshSummary, run_refresh
 from petinsure_assets.lake import Lake
 
-# The modules that take longest, longest first: pytest-xdist (`-n 2 --dist loadfile`, see
-# pyproject.toml) hands whole modules to its workers in collection order, so these start first
-# and the short ones fill in at the end. Only the order changes; every test runs.
+# The modules that take longest, longest first: pytest-xdist (`-n 2 --dist worksteal`, see
+# pyproject.toml) splits the tests between its workers in collection order, so these start
+# first and the short ones fill in at the end. Only the order changes; every test runs.
 SLOW_MODULES = (
     "test_spark_sql.py",
     "test_azure.py",
