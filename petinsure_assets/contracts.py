@@ -143,7 +143,7 @@ PROVIDERS = Entity(
     ),
 )
 
-# Parents before children: silver checks foreign keys against the parents' silver keys.
+# The raw entities; the silver tables built from them are ordered by the catalog (parents first).
 ENTITIES: tuple[Entity, ...] = (CUSTOMERS, PROVIDERS, PETS, POLICIES, CLAIMS)
 BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
 

@@ -74,7 +74,7 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
         row = re.search(rf"^\| {layer} \|(.*)\|$", text, re.M)
         assert row, layer
         cells = [c.strip() for c in row.group(1).split("|")]
-        assert len(cells) == 7 and all(re.fullmatch(NUMBER, c) for c in cells), (layer, cells)
+        assert len(cells) == 6 and all(re.fullmatch(NUMBER, c) for c in cells), (layer, cells)
     assert re.search(rf"^\| \*\*total\*\* \| \*\*{NUMBER}\*\*", text, re.M)
     for name in bench.BASELINES:
         row = re.search(rf"^\| {re.escape(bench.BASELINE_NAMES[name])} \|(.*)\|$", text, re.M)
