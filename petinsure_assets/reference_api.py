@@ -30,10 +30,16 @@ import pyarrow.compute as pc
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel
 
 from petinsure_assets import contracts, thresholds
-from petinsure_assets.snapshot_client import Snapshot, SnapshotClient, store_from_env
+from petinsure_assets.snapshot_client import (
+    Snapshot,
+    SnapshotClient,
+    SnapshotError,
+    store_from_env,
+)
 
 MAX_PAGE = 1000
 
@@ -119,6 +125,16 @@ def create_app(client: SnapshotClient | None = None, admin_token: str | None = N
         title="PetInsure360 reference claims API",
         description="Insight endpoints served from the gold API snapshots.",
     )
+
+    @app.exception_handler(SnapshotError)
+    def snapshot_unavailable(request, error: SnapshotError):
+        # A table read on first use could not be: its version was replaced and pruned, or the
+        # file is damaged. The client reads latest.json again on the next request.
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"snapshot table unavailable, try again: {error}"},
+            headers={"Retry-After": "1"},
+        )
 
     def snap() -> Snapshot:
         return client.snapshot()

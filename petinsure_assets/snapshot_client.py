@@ -4,9 +4,14 @@
     snap = client.snapshot()          # a verified Snapshot: .tables (Arrow), .documents (JSON)
     client.status()                   # what GET /api/v1/data-source/status returns
 
-- Reads `latest.json`, then that version's `manifest.json` (its sha256 is in latest.json), then
-  every file of the manifest, each checked against its sha256 and size: a reader never mixes two
-  versions and never serves a damaged file.
+- Reads `latest.json`, then that version's `manifest.json` (its sha256 is in latest.json) and
+  its small JSON documents (the hot endpoints); a table's Parquet file is read when it is first
+  asked for (`snapshot.tables["claims_analytics"]`), so a snapshot with a big claims table
+  answers its first request as fast as a small one. Every file is checked against its sha256
+  and size, and all come from the version folder the manifest names: a reader never mixes two
+  versions and never serves a damaged file. A table that can no longer be read (its version was
+  pruned, its file damaged) raises SnapshotError, and the client reads `latest.json` again on
+  the next call.
 - Caches for `ttl_seconds` (default 300, `DATA_CACHE_TTL`). After the TTL it re-reads
   `latest.json` only; files are loaded again only when the version changed.
 - Circuit breaker: after 3 consecutive failures it serves the bundled demo snapshot for 5 minutes,
@@ -27,7 +32,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +54,10 @@ COOLDOWN_SECONDS = 300.0
 
 class SnapshotError(Exception):
     """The live snapshot could not be read or did not verify."""
+
+
+class SnapshotDamaged(SnapshotError):
+    """A file of the snapshot does not match its manifest (size or sha256)."""
 
 
 class SnapshotStore(Protocol):
@@ -133,11 +142,54 @@ def store_from_env() -> SnapshotStore:
     return LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR))
 
 
+class LazyTables(Mapping[str, pa.Table]):
+    """The Parquet tables of one snapshot version, each read and verified when first asked for,
+    then kept. `on_failure` is told when a table cannot be read (the client then checks
+    latest.json again)."""
+
+    def __init__(self, store: SnapshotStore, folder: str, files: dict[str, dict]):
+        self._store, self._folder = store, folder
+        self._files = {name.rsplit(".", 1)[0]: (name, f) for name, f in files.items()}
+        self._loaded: dict[str, pa.Table] = {}
+        self._lock = threading.Lock()
+        self.on_failure: Callable[[LazyTables, SnapshotError], None] | None = None
+
+    def __getitem__(self, name: str) -> pa.Table:
+        with self._lock:
+            if name not in self._loaded:
+                if name not in self._files:
+                    raise KeyError(name)
+                file, expected = self._files[name]
+                try:
+                    data = _verified(self._store, f"{self._folder}/{file}", expected)
+                except SnapshotError as e:
+                    if self.on_failure is not None:
+                        self.on_failure(self, e)
+                    raise
+                # Single-threaded: reading Parquet from memory with pyarrow's thread pool aborts
+                # the interpreter at exit now and then (pyarrow 26: 3 in 30 from a buffer, 6 in
+                # 12 from io.BytesIO).
+                self._loaded[name] = pq.read_table(pa.BufferReader(data), use_threads=False)
+            return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @property
+    def loaded(self) -> list[str]:
+        """The tables read so far."""
+        with self._lock:
+            return sorted(self._loaded)
+
+
 @dataclass
 class Snapshot:
     version: str
     manifest: dict[str, Any]
-    tables: dict[str, pa.Table]
+    tables: LazyTables
     documents: dict[str, Any]
     source: str  # "live" or "demo"
     loaded_at: float = 0.0
@@ -147,9 +199,11 @@ class Snapshot:
         return datetime.fromisoformat(self.manifest["created_at"])
 
 
-def load_snapshot(store: SnapshotStore, source: str) -> Snapshot:
-    """Read and verify the version `latest.json` names."""
-    latest = _json(store.read(LATEST), LATEST)
+def load_snapshot(
+    store: SnapshotStore, source: str, latest: dict[str, Any] | None = None
+) -> Snapshot:
+    """Read and verify the version `latest.json` names (`latest`: its content, if already read)."""
+    latest = latest if latest is not None else _json(store.read(LATEST), LATEST)
     manifest_bytes = store.read(latest["manifest"])
     if _sha256(manifest_bytes) != latest.get("manifest_sha256"):
         raise SnapshotError(f"{latest['manifest']}: sha256 does not match latest.json")
@@ -159,20 +213,21 @@ def load_snapshot(store: SnapshotStore, source: str) -> Snapshot:
             f"snapshot schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}"
         )
     folder = latest["manifest"].rsplit("/", 1)[0]
-    tables, documents = {}, {}
-    for name, expected in manifest["files"].items():
-        data = store.read(f"{folder}/{name}")
-        if len(data) != expected["bytes"] or _sha256(data) != expected["sha256"]:
-            raise SnapshotError(f"{folder}/{name}: content does not match the manifest")
-        stem = name.rsplit(".", 1)[0]
-        if name.endswith(".parquet"):
-            # Single-threaded: reading Parquet from memory with pyarrow's thread pool aborts the
-            # interpreter at exit now and then (pyarrow 26: 3 in 30 from a buffer, 6 in 12
-            # from io.BytesIO); these files are small.
-            tables[stem] = pq.read_table(pa.BufferReader(data), use_threads=False)
-        elif name.endswith(".json"):
-            documents[stem] = _json(data, name)
+    files = manifest["files"]
+    documents = {
+        name.rsplit(".", 1)[0]: _json(_verified(store, f"{folder}/{name}", expected), name)
+        for name, expected in files.items()
+        if name.endswith(".json")
+    }
+    tables = LazyTables(store, folder, {n: f for n, f in files.items() if n.endswith(".parquet")})
     return Snapshot(manifest["version"], manifest, tables, documents, source)
+
+
+def _verified(store: SnapshotStore, path: str, expected: dict) -> bytes:
+    data = store.read(path)
+    if len(data) != expected["bytes"] or _sha256(data) != expected["sha256"]:
+        raise SnapshotDamaged(f"{path}: content does not match the manifest")
+    return data
 
 
 def _json(data: bytes, name: str) -> Any:
@@ -195,6 +250,9 @@ class _State:
     open_until: float | None = None
     last_error: str | None = None
     served: str = "demo"
+    previous: Snapshot | None = None  # the live snapshot before the current one
+    # A version with a file that did not verify when first read, and why.
+    damaged: tuple[str, str] | None = None
 
 
 class SnapshotClient:
@@ -257,11 +315,27 @@ class SnapshotClient:
     def _refresh_live(self, now: float) -> None:
         state = self._state
         latest = _json(self.store.read(LATEST), LATEST)
+        if state.damaged is not None and latest.get("version") == state.damaged[0]:
+            raise SnapshotError(state.damaged[1])
         if state.live is None or latest.get("version") != state.live.version:
-            snap = load_snapshot(self.store, "live")
+            snap = load_snapshot(self.store, "live", latest)
             snap.loaded_at = now
-            state.live = snap
+            snap.tables.on_failure = self._table_failed
+            state.previous, state.live = state.live, snap
         state.checked_at = state.last_sync = now
+
+    def _table_failed(self, tables: LazyTables, error: SnapshotError) -> None:
+        """A table of the live snapshot could not be read when first asked for. Its file did
+        not verify: the version is damaged, so serve the one before it again (as if the damage
+        had been found when the version was loaded). It could not be read: a newer version may
+        have replaced and pruned this one. Either way, read latest.json on the next call."""
+        with self._lock:
+            state = self._state
+            state.checked_at = None
+            state.last_error = str(error)
+            if isinstance(error, SnapshotDamaged) and state.live and state.live.tables is tables:
+                state.damaged = (state.live.version, str(error))
+                state.live, state.previous = state.previous, None
 
     def _serve_demo(self) -> Snapshot:
         if self._demo is None:
@@ -332,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         snap = load_snapshot(store, "demo" if args.demo else "live")
+        for name in snap.tables:  # every file verified, not only those an endpoint needs
+            snap.tables[name]
     except SnapshotError as e:
         print(f"snapshot_client: {e}", file=sys.stderr)
         return 1

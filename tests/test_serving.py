@@ -243,16 +243,11 @@ def test_reader_polling_while_publishing_never_sees_a_mix(served: LakeFixture, t
         while not stop.is_set():
             try:
                 snap = load_snapshot(store, "live")
+                rows = snap.tables["claims_analytics"].num_rows  # read when first asked for
             except SnapshotError as e:  # a version pruned between latest.json and its files
                 errors.append(str(e))
                 continue
-            seen.append(
-                (
-                    snap.version,
-                    snap.documents["summary"]["total_claims"],
-                    snap.tables["claims_analytics"].num_rows,
-                )
-            )
+            seen.append((snap.version, snap.documents["summary"]["total_claims"], rows))
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -286,12 +281,23 @@ def test_corrupted_file_is_rejected_and_the_last_good_version_kept(
     target = snapshot_root(lake) / "v" / bad.version / "monthly_kpis.parquet"
     target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
 
+    # Tables are read when first asked for: the new version is taken, and its damaged table is
+    # found when an endpoint first needs it. That request fails (SnapshotError, a 503 from the
+    # API); the client then serves the last good version again and counts a failure, as when a
+    # damaged JSON document is found on loading.
     now[0] += 11
+    taken = client.snapshot()
+    assert taken.version == bad.version
+    with pytest.raises(SnapshotError, match="monthly_kpis.parquet: content does not match"):
+        taken.tables["monthly_kpis"]
     served_now = client.snapshot()
-    assert served_now.version == good.version and served_now.source == "live"
+    assert served_now is good and served_now.source == "live"
+    assert served_now.tables["monthly_kpis"].num_rows == table.num_rows  # the good version's
     status = client.status()
     assert status["consecutive_failures"] == 1
     assert "monthly_kpis.parquet: content does not match the manifest" in status["last_error"]
+    now[0] += 11  # latest.json still names the damaged version: still the good one
+    assert client.snapshot() is good and client.status()["consecutive_failures"] == 2
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -301,13 +307,66 @@ class CountingStore(LocalStore):
     def __init__(self, root):
         super().__init__(root)
         self.reads = 0
+        self.paths: list[str] = []
         self.broken = False
 
     def read(self, path: str) -> bytes:
         self.reads += 1
+        self.paths.append(path)
         if self.broken:
             raise SnapshotError("storage unavailable")
         return super().read(path)
+
+
+def test_client_reads_a_table_when_an_endpoint_first_needs_it(served: LakeFixture, tmp_path):
+    copy = tmp_path / "lake"
+    shutil.copytree(served.root, copy)
+    lake = Lake(root=str(copy))
+    store = CountingStore(snapshot_root(lake))
+    now = [time.time()]
+    client = SnapshotClient(store, ttl_seconds=10, clock=lambda: now[0])
+    first = client.snapshot()
+    folder = f"v/{first.version}"
+    documents = sorted(n for n in first.manifest["files"] if n.endswith(".json"))
+    assert documents == ["kpis.json", "pipeline_status.json", "segments.json", "summary.json"]
+    # The first answer: latest.json, the manifest and the JSON documents; no table.
+    assert store.paths == ["latest.json", f"{folder}/manifest.json"] + [
+        f"{folder}/{d}" for d in documents
+    ]
+    assert first.tables.loaded == [] and len(first.tables) == 6
+    reads = store.reads
+    assert first.tables["risk_scoring"].num_rows == 2
+    assert first.tables["risk_scoring"] is first.tables["risk_scoring"]  # read once, then kept
+    assert store.paths[reads:] == [f"{folder}/risk_scoring.parquet"]
+    assert first.tables.loaded == ["risk_scoring"]
+
+    # A newer version is published and this one pruned before its other tables were read.
+    path = Path(lake.root) / lake.export_path("claims_analytics")
+    pq.write_table(pq.read_table(path).slice(0, 1), path)
+    newer = publish(lake, retention=1)
+    assert newer.pruned == [first.version]
+    with pytest.raises(SnapshotError, match="cannot read"):
+        first.tables["claims_analytics"]
+    # The client reads latest.json again at once (not after its TTL) and serves the new version.
+    served_now = client.snapshot()
+    assert served_now.version == newer.version
+    assert served_now.tables["claims_analytics"].num_rows == 1
+    assert client.status()["consecutive_failures"] == 0
+
+    # Through the API: a request that meets a table whose version is gone gets a 503 to retry;
+    # the next one is served from the version latest.json names now.
+    api = TestClient(create_app(client, admin_token=ADMIN))
+    assert api.get("/api/insights/summary").json()["version"] == newer.version  # no table read
+    original = Path(served.root) / served.lake.export_path("claims_analytics")
+    pq.write_table(pq.read_table(original).slice(0, 2), path)
+    newest = publish(lake, retention=1)
+    assert newest.pruned == [newer.version]
+    # provider_performance of the version the client holds was never read: now it cannot be.
+    failed = api.get("/api/insights/providers")
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "1"
+    assert "snapshot table unavailable, try again: cannot read" in failed.json()["detail"]
+    again = api.get("/api/insights/providers")
+    assert again.status_code == 200 and again.json()["version"] == newest.version
 
 
 def test_client_cache_breaker_fallback_and_status(served: LakeFixture):
