@@ -114,8 +114,7 @@ def served_lake(tmp_path_factory) -> LakeFixture:
     """The small hand-made book (see test_checks): 2 customers, 3 pets (one uninsured), 2 policies,
     3 claims and a line that is not JSON, refreshed as of AS_OF. Shared: read it, or copy it."""
     from tests.test_checks import GOOD_CLAIMS
-    from tests.test_pipeline import AS_OF, write_base
-    from tests.test_serving import add_uninsured_pet
+    from tests.test_pipeline import AS_OF, add_uninsured_pet, write_base
 
     lake = LakeFixture(tmp_path_factory.mktemp("served") / "lake")
     write_base(lake, GOOD_CLAIMS)

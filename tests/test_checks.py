@@ -19,7 +19,7 @@ from petinsure_assets.cli import run_refresh
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.lake import Lake
 from tests.conftest import LakeFixture
-from tests.test_pipeline import AS_OF, claim, write_base
+from tests.test_pipeline import AS_OF, add_uninsured_pet, claim, write_base
 
 ALL_CHECKS = [(target, check) for target, checks in all_checks() for check in checks]
 
@@ -36,21 +36,7 @@ GOOD_CLAIMS = [
 def good_lake(tmp_path_factory) -> LakeFixture:
     lake = LakeFixture(tmp_path_factory.mktemp("checks") / "lake")
     write_base(lake, GOOD_CLAIMS)
-    # An insured customer's second, uninsured pet: a cross-sell recommendation to check.
-    lake.write_raw(
-        "pets",
-        "PET-3_20250101_000000_000000.json",
-        json.dumps(
-            {
-                "pet_id": "PET-3",
-                "customer_id": "CUST-1",
-                "pet_name": "Kit",
-                "species": "Cat",
-                "is_active": "true",
-                "updated_at": "2025-01-01T00:00:00",
-            }
-        ),
-    )
+    add_uninsured_pet(lake)  # a cross-sell recommendation to check
     # A record without its key for every other entity: each silver table's quarantine rows
     # have one to check ("{not json" is the claims').
     for entity in ("customers", "pets", "policies"):

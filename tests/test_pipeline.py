@@ -80,6 +80,24 @@ def write_base(lake: LakeFixture, claims: list[str] = BASE_CLAIMS) -> None:
     lake.write_raw("claims", "claims.jsonl", "\n".join(claims) + "\n")
 
 
+def add_uninsured_pet(lake: LakeFixture) -> None:
+    """An insured customer's second, uninsured pet: a cross-sell recommendation to compute."""
+    lake.write_raw(
+        "pets",
+        "PET-3_20250101_000000_000000.json",
+        json.dumps(
+            {
+                "pet_id": "PET-3",
+                "customer_id": "CUST-1",
+                "pet_name": "Kit",
+                "species": "Cat",
+                "is_active": "true",
+                "updated_at": "2025-01-01T00:00:00",
+            }
+        ),
+    )
+
+
 @pytest.fixture
 def base_lake(lake: LakeFixture) -> LakeFixture:
     write_base(lake)

@@ -35,23 +35,6 @@ from tests.test_pipeline import AS_OF, claim, write_base
 ADMIN = "s3cret-admin-token"
 
 
-def add_uninsured_pet(lake: LakeFixture) -> None:
-    lake.write_raw(
-        "pets",
-        "PET-3_20250101_000000_000000.json",
-        json.dumps(
-            {
-                "pet_id": "PET-3",
-                "customer_id": "CUST-1",
-                "pet_name": "Kit",
-                "species": "Cat",
-                "is_active": "true",
-                "updated_at": "2025-01-01T00:00:00",
-            }
-        ),
-    )
-
-
 @pytest.fixture(scope="session")
 def served(served_lake: LakeFixture) -> LakeFixture:
     """The small hand-made book (see test_checks): 2 customers, 3 pets, 2 policies, 3 claims;
