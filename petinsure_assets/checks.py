@@ -297,19 +297,26 @@ def evaluate(
     target: Target | str,
     checks: Iterable[Check],
     con: duckdb.DuckDBPyConnection | None = None,
+    scope: dict[str, str] | None = None,
 ) -> list[Outcome]:
     """Run `checks` against the target (or the Delta table "layer/name") of `lake`, in `con` (a
-    session with the macros, e.g. the step's own) or in a session of its own."""
+    session with the macros, e.g. the step's own) or in a session of its own. `scope` replaces
+    tables the checks use ("layer/table") by relations of `con` (an incremental step's new
+    bronze rows)."""
     if isinstance(target, str):
         target = Target(target, target)
     if con is not None:
-        return _evaluate(con, lake, target, list(checks))
+        return _evaluate(con, lake, target, list(checks), scope or {})
     with session() as own:
-        return _evaluate(own, lake, target, list(checks))
+        return _evaluate(own, lake, target, list(checks), scope or {})
 
 
 def _evaluate(
-    con: duckdb.DuckDBPyConnection, lake: Lake, target: Target, checks: list[Check]
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    target: Target,
+    checks: list[Check],
+    scope: dict[str, str],
 ) -> list[Outcome]:
     layer, name = target.table.split("/")
     lake.register(con, "t_table", lake.table_uri(layer, name))
@@ -318,6 +325,9 @@ def _evaluate(
         + (f" WHERE {target.where}" if target.where else "")
     )
     for used in sorted({u for c in checks for u in c.uses}):
+        if used in scope:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {_name(used)} AS SELECT * FROM {scope[used]}")
+            continue
         used_layer, used_name = used.split("/")
         lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
     outcomes = []
@@ -419,13 +429,15 @@ def run_checks(
     lake: Lake,
     gates: list[tuple[Target, list[Check], int]],
     con: duckdb.DuckDBPyConnection,
+    scope: dict[str, str] | None = None,
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate each target's checks on it as it is now (`gates`: target, checks, its content
     version) in the step's session `con`, record them in the check history (one commit) and
     yield their results: called by the step that wrote the targets, right after writing them,
     so a failing blocking check stops everything downstream."""
     evaluated = [
-        (target, version, evaluate(lake, target, checks, con)) for target, checks, version in gates
+        (target, version, evaluate(lake, target, checks, con, scope))
+        for target, checks, version in gates
     ]
     record_history(
         lake, [(t.asset, v, outcomes) for t, v, outcomes in evaluated], context.run.run_id

@@ -4,6 +4,7 @@
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
     petinsure generate --claims 15000 # only the demo raw data
+    petinsure refresh --full-refresh  # rebuild silver and gold from all of bronze
     petinsure refresh --lock-wait 0   # refuse at once (exit 75) if another writer holds the lake
     petinsure api --port 8000         # the reference API over the lake's snapshots (uvicorn)
 
@@ -28,6 +29,7 @@ from petinsure_assets.entry_point import run_and_exit
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
 from petinsure_assets.lock import LOCK_WAIT_ENV, LakeBusyError, lock_wait_seconds, writer_lock
+from petinsure_assets.silver import FULL_REFRESH_TAG
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
 from petinsure_assets.storage import StorageError
@@ -133,10 +135,12 @@ def run_refresh(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     snapshot: bool = True,
+    full_refresh: bool = False,
 ) -> RefreshSummary:
     """Materialize the whole graph in this process (refresh_all, then publish_api_snapshot, as
     the exports sensor would) and summarize what the lake holds after it. Each run holds the
-    lake's writer lock (lock.py); `main` holds it across both."""
+    lake's writer lock (lock.py); `main` holds it across both. `full_refresh` rebuilds every
+    silver and gold table from all of bronze instead of merging what is new."""
     from petinsure_assets.definitions import build_definitions
     from petinsure_assets.resources import lake_resource_from_env
 
@@ -159,6 +163,9 @@ def run_refresh(
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
                 raise_on_error=False,
+                tags={FULL_REFRESH_TAG: "true"}
+                if full_refresh and job_name == "refresh_all"
+                else None,
             )
         )
         if not results[-1].success:
@@ -304,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         help="how long to wait while another writer holds the lake (default "
         f"${LOCK_WAIT_ENV} or 600); then exit {EXIT_LAKE_BUSY}. 0: refuse at once",
     )
+    refresh.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every silver and gold table from all of bronze (default: only what changed)",
+    )
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
     api = sub.add_parser(
         "api", help="serve the reference API over the snapshots (see reference_api)"
@@ -359,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.lake and os.path.abspath(args.lake),
                 as_of=args.as_of,
                 instance=dagster_instance(),
+                full_refresh=args.full_refresh,
             )
     except LakeBusyError as e:
         print(f"petinsure: {e}", file=sys.stderr)

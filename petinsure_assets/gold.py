@@ -22,6 +22,7 @@ from petinsure_assets.resources import (
     LakeResource,
     ReportingDate,
     Unchanged,
+    code_version,
     content_version,
     inputs_commit_metadata,
     unchanged_version,
@@ -36,6 +37,11 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
     ins = {t: dg.AssetIn(key=["gold" if t in gold else "silver", t]) for t in spec.inputs}
     target = Target(spec.path, spec.path)
     checks = table_checks(spec)
+    code = code_version(
+        [*(f"gold/views/{v}" for v in spec.views), spec.path],
+        catalog=catalog,
+        partition_by=",".join(spec.partition_by),
+    )
 
     @dg.asset(
         key=["gold", spec.name],
@@ -45,6 +51,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=spec.description,
         check_specs=check_specs(target, checks),
+        code_version=code,
     )
     def _asset(
         context: dg.AssetExecutionContext,
@@ -55,13 +62,7 @@ def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         as_of = reporting_date.date()
         the_lake = lake.lake()
         export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
-        inputs = inputs_commit_metadata(
-            tables,
-            [*(f"gold/views/{v}" for v in spec.views), spec.path],
-            catalog=catalog,
-            as_of=as_of.isoformat(),
-            partition_by=",".join(spec.partition_by),
-        )
+        inputs = inputs_commit_metadata(tables, code, as_of=as_of.isoformat())
         uri = the_lake.table_uri("gold", spec.name)
         version = unchanged_version(the_lake, uri, inputs)
         with session(as_of, catalog) as con:

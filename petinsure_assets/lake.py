@@ -16,10 +16,10 @@ exports, snapshots) go through `storage.py`.
 Reading Delta: always through DuckDB (`Lake.register`). deltalake resolves the table's current
 version to its list of data files; on a local lake DuckDB's own Parquet reader scans them (three
 times faster than scanning `to_pyarrow_dataset()`, and it reads only the columns a query uses);
-on Azure, where DuckDB cannot reach the files (its azure extension cannot be downloaded here), it
-scans `to_pyarrow_dataset()`, as it does for a partitioned table (a spec's `partition_by`: the
-data files do not hold the partition columns). delta-rs writes no deletion vectors or column
-mapping, so otherwise the file list is the table. `DeltaTable.to_pyarrow_table()` and
+a partitioned table's partition columns (a spec's `partition_by`), which its data files do not
+hold, come from the `col=value` folders of their paths. On Azure, where DuckDB cannot reach the
+files (its azure extension cannot be downloaded here), it scans `to_pyarrow_dataset()`. delta-rs
+writes no deletion vectors or column mapping, so the file list is the table. `DeltaTable.to_pyarrow_table()` and
 `dataset.to_table()` abort the interpreter at exit at random with deltalake 1.6 (DESIGN.md §8);
 nothing here uses them.
 """
@@ -27,6 +27,7 @@ nothing here uses them.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 
 from petinsure_assets.storage import LocalFiles, delta_transient, with_retries
 
@@ -48,6 +49,12 @@ EXPORT_FILE = "part-0.parquet"
 # Parquet files of a sensible size for Spark/Databricks readers; zstd like Databricks' default.
 TARGET_FILE_SIZE = 256 * 1024 * 1024
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+# Every table keeps a change feed: incremental runs read what changed since the version they last
+# consumed (Lake.changes), e.g. the bronze rows appended or the silver rows a merge replaced.
+CHANGE_FEED = "delta.enableChangeDataFeed"
+TABLE_CONFIGURATION = {CHANGE_FEED: "true"}
+# A merge source's rows with this column true delete their match instead of upserting it.
+DELETE_COLUMN = "_delete"
 
 
 # ---- DuckDB: one in-memory database per process, a cursor per session ---------------------------
@@ -109,6 +116,10 @@ class TableWrite:
     where: str | None = None
     # The Delta table's partition columns (a whole-table overwrite sets them; None: as it is).
     partition_by: tuple[str, ...] | None = None
+    # Merge by this predicate (target `t`, source `s`) instead of writing (Lake.merge).
+    merge_on: str | None = None
+    # Delta application transactions committed with the write: cursor name -> version consumed.
+    cursors: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ class Lake:
         commit_metadata: dict[str, str] | None = None,
         where: str | None = None,
         partition_by: tuple[str, ...] | None = None,
+        cursors: dict[str, int] | None = None,
     ) -> int:
         """Write Arrow data (table or record-batch stream) as one Delta commit; returns the version.
         With `where` (overwrite only), the rows the predicate selects are replaced by `data` and
@@ -189,6 +201,7 @@ class Lake:
                 raise ValueError("a predicate replaces rows: it needs mode='overwrite'")
             if not self.exists(uri):
                 where = None
+        self.keep_change_feed(uri)
 
         def run():
             write_deltalake(
@@ -202,9 +215,8 @@ class Lake:
                 storage_options=self.storage_options or None,
                 target_file_size=TARGET_FILE_SIZE,
                 writer_properties=WRITER_PROPERTIES,
-                commit_properties=CommitProperties(custom_metadata=commit_metadata)
-                if commit_metadata
-                else None,
+                configuration=TABLE_CONFIGURATION,
+                commit_properties=_commit_properties(commit_metadata, cursors),
             )
             return DeltaTable(uri, storage_options=self.storage_options or None).version()
 
@@ -212,24 +224,113 @@ class Lake:
             return self._delta(f"writing {uri}", run)
         return with_retries(f"writing {uri}", run, transient=delta_transient, attempts=1)
 
+    def merge(
+        self,
+        uri: str,
+        data: Any,
+        *,
+        on: str,
+        commit_metadata: dict[str, str] | None = None,
+        cursors: dict[str, int] | None = None,
+    ) -> int:
+        """Merge Arrow data into an existing Delta table in one commit; returns the version. A
+        source row matching a target row by `on` (target `t`, source `s`; name the partitions
+        touched there, as literals, or the merge reads every file) replaces it, or deletes it
+        when the source has a true `_delete`; an unmatched one is inserted (unless a delete).
+        Only the files holding matched rows are rewritten, and the change feed records the
+        rows before and after."""
+        self.keep_change_feed(uri)
+        source = data if isinstance(data, pa.Table) else data.read_all()
+        if source.num_rows == 0:  # nothing to merge: commit the cursors alone (an empty append)
+            empty = self.delta_table(uri).schema().to_arrow()
+            return self.write(
+                uri,
+                pa.schema(empty).empty_table(),
+                mode="append",
+                commit_metadata=commit_metadata,
+                cursors=cursors,
+            )
+        deletes = DELETE_COLUMN in source.column_names
+        if not deletes:
+            source = source.append_column(DELETE_COLUMN, pa.nulls(source.num_rows, pa.bool_()))
+
+        def run():
+            table = DeltaTable(uri, storage_options=self.storage_options or None)
+            (
+                table.merge(
+                    source,
+                    on,
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=WRITER_PROPERTIES,
+                    commit_properties=_commit_properties(commit_metadata, cursors),
+                )
+                .when_matched_delete(predicate=f"s.{DELETE_COLUMN} IS TRUE")
+                .when_matched_update_all(
+                    predicate=f"s.{DELETE_COLUMN} IS NOT TRUE", except_cols=[DELETE_COLUMN]
+                )
+                .when_not_matched_insert_all(
+                    predicate=f"s.{DELETE_COLUMN} IS NOT TRUE", except_cols=[DELETE_COLUMN]
+                )
+                .execute()
+            )
+            return DeltaTable(uri, storage_options=self.storage_options or None).version()
+
+        return self._delta(f"merging into {uri}", run)
+
+    def cursor(self, uri: str, name: str) -> int | None:
+        """The version recorded under `name` by the newest write of the table that carried it
+        (a Delta application transaction), or None."""
+        return self.delta_table(uri).transaction_version(name)
+
+    def keep_change_feed(self, uri: str) -> None:
+        """Turn the change feed on for a table written before it was (one metadata commit);
+        incremental runs read changes only from versions after that."""
+        if self.exists(uri):
+            table = self.delta_table(uri)
+            if table.metadata().configuration.get(CHANGE_FEED) != "true":
+                self._delta(
+                    f"enabling the change feed of {uri}",
+                    lambda: table.alter.set_table_properties(TABLE_CONFIGURATION),
+                )
+
+    def changes(
+        self, uri: str, after: int, until: int, columns: list[str] | None = None
+    ) -> pa.Table:
+        """The change feed of a table from version `after` (excluded) to `until`: its rows as
+        inserted, deleted, and before and after update (`_change_type`, `_commit_version`).
+        Raises ChangesUnavailable when those versions hold no change feed (written before it was
+        on, or their files vacuumed)."""
+        if until <= after:
+            return pa.table({})
+        try:
+            reader = self.delta_table(uri).load_cdf(
+                starting_version=after + 1, ending_version=until, columns=columns
+            )
+            return pa.table(reader.read_all())
+        except Exception as e:  # deltalake raises DeltaError / OSError subclasses here
+            raise ChangesUnavailable(f"changes of {uri} after version {after}: {e}") from None
+
     def register(self, con: duckdb.DuckDBPyConnection, name: str, uri: str) -> None:
         """Make the Delta table's current version the view `name` of a DuckDB session."""
         table = self.delta_table(uri)
-        # A partitioned table's data files do not hold its partition columns: the dataset adds
-        # them from the log.
-        partitioned = bool(table.metadata().partition_columns)
-        files = [] if self.is_azure or partitioned else table.file_uris()
+        schema = table.schema().to_arrow()
         con.execute(f'DROP VIEW IF EXISTS temp.main."{name}"')  # registered before, either way
-        if not files:
+        hive = None if self.is_azure else _hive_types(table, pa.schema(schema))
+        if hive is None:
             con.register(name, table.to_pyarrow_dataset())
             return
-        columns = ", ".join(f'"{c}"' for c in table.schema().to_arrow().names)
+        columns = ", ".join(f'"{c}"' for c in pa.schema(schema).names)
         paths = ", ".join(
-            "'" + f.replace("'", "''") + "'" for f in files
+            "'" + f.replace("'", "''") + "'" for f in table.file_uris()
         )  # a view takes no parameters
+        if not paths:
+            con.register(name, pa.schema(schema).empty_table())
+            return
+        options = f", hive_partitioning = true, hive_types = {hive}" if hive else ""
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM "
-            f"read_parquet([{paths}], union_by_name = true)"
+            f"read_parquet([{paths}], union_by_name = true{options})"
         )
 
     def read(self, uri: str, sql: str = "SELECT * FROM t") -> pa.Table:
@@ -244,6 +345,51 @@ class Lake:
             return [con.sql(sql).to_arrow_table() for sql in queries]
         finally:
             con.close()
+
+
+# Partition values DuckDB reads back from a data file's path exactly as the log holds them.
+_PLAIN_PARTITION_VALUE = re.compile(r"[A-Za-z0-9_.-]+")
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.date32(): "DATE",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def _hive_types(table: DeltaTable, schema: pa.Schema) -> str | None:
+    """How DuckDB reads a local table's partition columns from its file paths: "" for none,
+    the `hive_types` struct, or None when a value or type would not come back exactly (then the
+    Arrow dataset, which takes them from the log, is scanned)."""
+    columns = table.metadata().partition_columns
+    if not columns:
+        return ""
+    types = {c: _DUCKDB_TYPES.get(schema.field(c).type) for c in columns}
+    if None in types.values():
+        return None
+    actions = pa.table(table.get_add_actions(flatten=True))
+    for c in columns:
+        values = actions.column(f"partition.{c}").cast(pa.string()).to_pylist()
+        if not all(v is not None and _PLAIN_PARTITION_VALUE.fullmatch(v) for v in values):
+            return None
+    return "{" + ", ".join(f"'{c}': {t}" for c, t in types.items()) + "}"
+
+
+class ChangesUnavailable(Exception):
+    """A table's change feed cannot be read for the versions asked: rebuild in full instead."""
+
+
+def _commit_properties(
+    metadata: dict[str, str] | None, cursors: dict[str, int] | None
+) -> CommitProperties | None:
+    if not metadata and not cursors:
+        return None
+    return CommitProperties(
+        custom_metadata=metadata,
+        app_transactions=[Transaction(app_id, v) for app_id, v in (cursors or {}).items()] or None,
+    )
 
 
 @dataclass(frozen=True)

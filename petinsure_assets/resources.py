@@ -168,7 +168,7 @@ def table_metadata(lake: Lake, uri: str, where: str | None = None) -> dict[str, 
 INPUTS_COMMIT_KEY = "petinsure.inputs"
 FINGERPRINT_COMMIT_KEY = "petinsure.inputs_sha256"
 # Commits that rewrite files without changing the rows (maintenance.py): not a new content version.
-MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # Each commit read is a request on Azure: the newest few first (usually enough), then more.
 _HISTORY_LIMITS = (3, 50)
 
@@ -194,30 +194,43 @@ def content_version(lake: Lake, uri: str) -> int:
     return commit["version"] if commit else lake.delta_table(uri).version()
 
 
-def inputs_commit_metadata(
-    sources: dict[str, DeltaSource],
-    sql: list[str],
-    *,
-    generated: list[str] = (),
-    catalog: Catalog = CATALOG,
-    **params: str,
-) -> dict[str, str]:
-    """The commit metadata recording what a table is computed from: `sources` (input name ->
-    table), the SQL files it runs (names in the catalog; the macros and thresholds are added),
-    the statements generated from its spec, and any parameters (the as-of date)."""
+# Bump when Python code changes how a silver or gold table is computed from its SQL: every table's
+# code version changes, and the next run rebuilds them in full.
+ENGINE_VERSION = "3"
+CODE_VERSION_COMMIT_KEY = "petinsure.code_version"
+
+
+def code_version(
+    sql: list[str], *, generated: list[str] = (), catalog: Catalog = CATALOG, **params: str
+) -> str:
+    """The code version of a table (Dagster's `code_version` of its asset, and recorded with
+    every write): a hash of the SQL files it runs (names in the catalog; the macros are added),
+    the statements generated from its spec, the thresholds and value lists, its layout
+    (`params`) and ENGINE_VERSION. A table written under another code version is rebuilt in
+    full."""
     code = json.dumps(
         {
             "sql": [catalog.sql(n) for n in ["macros", *sql]] + list(generated),
             "thresholds": THRESHOLDS,
             "accepted_values": ACCEPTED_VALUES,
+            "engine": ENGINE_VERSION,
+            **params,
         },
         sort_keys=True,
         default=str,
     )
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def inputs_commit_metadata(
+    sources: dict[str, DeltaSource], code: str, **params: str
+) -> dict[str, str]:
+    """The commit metadata recording what a table is computed from: `sources` (input name ->
+    table) at their content versions, its code version, and any parameters (the as-of date)."""
     inputs = json.dumps(
         {
             "tables": {name: content_version(s.lake, s.uri) for name, s in sorted(sources.items())},
-            "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+            "code_version": code,
             **params,
         },
         sort_keys=True,
@@ -225,6 +238,7 @@ def inputs_commit_metadata(
     return {
         INPUTS_COMMIT_KEY: inputs,
         FINGERPRINT_COMMIT_KEY: hashlib.sha256(inputs.encode()).hexdigest(),
+        CODE_VERSION_COMMIT_KEY: code,
     }
 
 
@@ -287,14 +301,24 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             )
         lake = self.lake.lake()
         before = row_count(lake, uri, where) if lake.exists(uri) else 0
-        version = lake.write(
-            uri,
-            write.data,
-            mode=write.mode,
-            commit_metadata=write.commit_metadata,
-            where=where,
-            partition_by=write.partition_by,
-        )
+        if write.merge_on is not None:
+            version = lake.merge(
+                uri,
+                write.data,
+                on=write.merge_on,
+                commit_metadata=write.commit_metadata,
+                cursors=write.cursors,
+            )
+        else:
+            version = lake.write(
+                uri,
+                write.data,
+                mode=write.mode,
+                commit_metadata=write.commit_metadata,
+                where=where,
+                partition_by=write.partition_by,
+                cursors=write.cursors,
+            )
         metadata = table_metadata(lake, uri, where)
         # Rows added by this materialization (for a rebuilt table: the change in its size).
         metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)

@@ -31,6 +31,7 @@ WITH typed AS (
 )
 SELECT
     t.* EXCLUDE (_parse_error, _bronze),
+    strftime(t.service_date, '%Y-%m') AS service_month,  -- the table's partition
     CASE
         WHEN _parse_error IS NOT NULL THEN 'malformed_record'
         WHEN t.claim_id IS NULL THEN 'missing_key'
