@@ -168,29 +168,38 @@ def table_metadata(lake: Lake, uri: str, where: str | None = None) -> dict[str, 
 INPUTS_COMMIT_KEY = "petinsure.inputs"
 FINGERPRINT_COMMIT_KEY = "petinsure.inputs_sha256"
 # Commits that rewrite files without changing the rows (maintenance.py): not a new content version.
+# Commit metadata of a commit that only records cursors (Lake.merge with nothing to merge).
+CURSOR_ONLY_COMMIT_KEY = "petinsure.cursor_only"
 MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # Each commit read is a request on Azure: the newest few first (usually enough), then more.
-_HISTORY_LIMITS = (3, 50)
+_HISTORY_LIMITS = (3, 50, 500)
+# Commit metadata of the silver and gold parts of one Delta table (the quarantine's entities).
+PART_COMMIT_KEY = "petinsure.entity"
 
 
-def last_write(lake: Lake, uri: str) -> dict[str, Any] | None:
-    """The newest commit of a Delta table that changed its rows (compaction and vacuum commits
-    skipped), with its commit metadata; None if none is among the newest 50 commits."""
+def last_write(lake: Lake, uri: str, part: str | None = None) -> dict[str, Any] | None:
+    """The newest commit of a Delta table that changed its rows (compaction, vacuum and
+    cursor-only commits skipped; with `part`, of those that wrote that part), with its commit
+    metadata; None if none is among the newest 500 commits."""
     table = lake.delta_table(uri)
     for limit in _HISTORY_LIMITS:
         history = table.history(limit)
         for commit in history:
-            if commit.get("operation") not in MAINTENANCE_OPERATIONS:
+            if (
+                commit.get("operation") not in MAINTENANCE_OPERATIONS
+                and commit.get(CURSOR_ONLY_COMMIT_KEY) is None
+                and (part is None or commit.get(PART_COMMIT_KEY) == part)
+            ):
                 return commit
         if len(history) < limit:
             break
     return None
 
 
-def content_version(lake: Lake, uri: str) -> int:
-    """The Delta version that last changed the table's rows: compaction does not count, so
-    compacting a parent does not make its children rebuild."""
-    commit = last_write(lake, uri)
+def content_version(lake: Lake, uri: str, part: str | None = None) -> int:
+    """The Delta version that last changed the table's rows (or those of one part): compaction
+    and commits of cursors alone do not count, so they do not make children rebuild."""
+    commit = last_write(lake, uri, part)
     return commit["version"] if commit else lake.delta_table(uri).version()
 
 

@@ -53,6 +53,7 @@ from petinsure_assets.queries import (
 )
 from petinsure_assets.resources import (
     CODE_VERSION_COMMIT_KEY,
+    PART_COMMIT_KEY,
     LakeResource,
     Unchanged,
     code_version,
@@ -209,7 +210,8 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             if step.mode == "unchanged":
                 yield dg.Output(Unchanged(content_version(the_lake, uri)), output_name="table")
                 yield dg.Output(
-                    Unchanged(content_version(the_lake, quarantine_uri)), output_name="quarantine"
+                    Unchanged(content_version(the_lake, quarantine_uri, entity.name)),
+                    output_name="quarantine",
                 )
                 gates = [(table, checks), (quarantine, rejected_checks)]
                 scope = {}
@@ -230,7 +232,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                 yield _table_output(context, con, spec, inputs, cursors, run, merge=True)
                 if quarantine_empty:
                     yield dg.Output(
-                        Unchanged(content_version(the_lake, quarantine_uri)),
+                        Unchanged(content_version(the_lake, quarantine_uri, entity.name)),
                         output_name="quarantine",
                     )
                 else:
@@ -262,12 +264,15 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                 context,
                 the_lake,
                 [
-                    (
-                        gate,
-                        gate_checks,
-                        content_version(the_lake, the_lake.table_uri(*gate.table.split("/"))),
+                    (gate, gate_checks, version)
+                    for (gate, gate_checks), version in zip(
+                        gates,
+                        [
+                            content_version(the_lake, uri),
+                            content_version(the_lake, quarantine_uri, entity.name),
+                        ],
+                        strict=True,
                     )
-                    for gate, gate_checks in gates
                 ],
                 con,
                 scope,
@@ -413,7 +418,7 @@ def _quarantine_output(
             )
             if merge
             else None,
-            commit_metadata={"petinsure.entity": entity},
+            commit_metadata={PART_COMMIT_KEY: entity},
             cursors={quarantine_cursor(entity): bronze_version},
         ),
         output_name="quarantine",
