@@ -29,7 +29,13 @@ from petinsure_assets import contracts
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
 from petinsure_assets.ingest import list_raw_files, read_ledger
 from petinsure_assets.queries import output_schemas
-from petinsure_assets.resources import AlertWebhook, LakeResource, column_schema
+from petinsure_assets.resources import (
+    FULL_CHECKS_TAG,
+    FULL_REFRESH_TAG,
+    AlertWebhook,
+    LakeResource,
+    column_schema,
+)
 from petinsure_assets.serving import API_SNAPSHOT_KEY
 
 # The layers outside the catalog: (warn window, fail window).
@@ -96,6 +102,14 @@ refresh_all = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Full refresh of the lakehouse: raw files to bronze, silver, gold and exports.",
 )
+refresh_all_full = dg.define_asset_job(
+    "refresh_all_full",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(API_SNAPSHOT_KEY),
+    executor_def=dg.in_process_executor,
+    tags={FULL_REFRESH_TAG: "true"},
+    description="refresh_all rebuilding every silver and gold table from all of bronze, instead "
+    "of merging what changed (the same as `petinsure refresh --full-refresh`).",
+)
 publish_api_snapshot = dg.define_asset_job(
     "publish_api_snapshot",
     selection=dg.AssetSelection.assets(API_SNAPSHOT_KEY),
@@ -109,7 +123,10 @@ daily_refresh = dg.ScheduleDefinition(
     cron_schedule=os.environ.get(REFRESH_CRON_ENV, "0 2 * * *"),
     execution_timezone=os.environ.get(REFRESH_TIMEZONE_ENV, "UTC"),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The whole graph once a day (the Databricks job it replaces); "
+    # Incremental like any run, but its checks examine whole tables, not only the changed rows.
+    tags={FULL_CHECKS_TAG: "true"},
+    description="The whole graph once a day (the Databricks job it replaces), checking whole "
+    "tables; "
     f"time from {REFRESH_CRON_ENV} / {REFRESH_TIMEZONE_ENV}, default 02:00 UTC.",
 )
 
@@ -312,6 +329,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Evaluates the assets' automation conditions (eager, gated by blocking checks).",
 )
 
-jobs = [refresh_all, publish_api_snapshot]
+jobs = [refresh_all, refresh_all_full, publish_api_snapshot]
 schedules = [daily_refresh]
 sensors = [raw_files_sensor, exports_sensor, alert_on_run_failure, automation_sensor]

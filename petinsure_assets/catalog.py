@@ -83,6 +83,21 @@ class CustomCheck:
     uses: tuple[str, ...] = ()  # other tables the query reads, as "layer/table"
 
 
+@dataclass(frozen=True)
+class Incremental:
+    """How a gold table follows a change of its inputs without being rebuilt: its rows are
+    replaced per value of `key` (a column of its key). The values a change touches are, for an
+    input holding that column, those of its changed rows (before and after the change), else
+    what `touches[input]` selects from `changes` (the input's changed rows) and the inputs.
+    Inputs holding the column are read only for the touched values, except those in
+    `rebuild_on`: a book-wide figure depends on them, so they are read whole and a change of one
+    rebuilds the table."""
+
+    key: str
+    touches: dict[str, str] = field(default_factory=dict)
+    rebuild_on: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity
 class TableSpec:
     layer: str  # silver | gold
@@ -104,6 +119,7 @@ class TableSpec:
     checks: tuple[CustomCheck, ...] = ()
     partition_by: tuple[str, ...] = ()  # the Delta table's partition columns
     pii: tuple[str, ...] = ()  # personal-data columns: never in an export or a snapshot
+    incremental: Incremental | None = None  # gold: None = rebuilt whenever an input changes
     # Read from the SQL (gold): the silver and gold tables read, and the shared views run first.
     inputs: tuple[str, ...] = ()
     views: tuple[str, ...] = ()
@@ -191,6 +207,7 @@ _GOLD_FIELDS = {
     "freshness",
     "partition_by",
     "pii",
+    "incremental",
 }
 
 
@@ -267,6 +284,19 @@ def _checks(path: Path, raw: Any) -> tuple[CustomCheck, ...]:
     return tuple(out)
 
 
+def _incremental(path: Path, raw: Any) -> Incremental:
+    if not isinstance(raw, dict) or not isinstance(raw.get("key"), str):
+        raise _fail(path, "incremental must be a table with a key (a column name)")
+    unknown = set(raw) - {"key", "touches", "rebuild_on"}
+    if unknown:
+        raise _fail(path, f"unknown incremental fields {sorted(unknown)}")
+    return Incremental(
+        key=raw["key"],
+        touches=_string_map(path, raw.get("touches", {}), "incremental.touches"),
+        rebuild_on=_strings(path, raw.get("rebuild_on", []), "incremental.rebuild_on"),
+    )
+
+
 def _string_map(path: Path, raw: Any, what: str) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise _fail(path, f"[{what}] maps names to names")
@@ -309,7 +339,10 @@ def _spec(layer: str, path: Path) -> TableSpec:
         checks=_checks(path, raw.get("checks", [])),
         partition_by=_strings(path, raw.get("partition_by", []), "partition_by"),
         pii=_strings(path, raw.get("pii", []), "pii"),
+        incremental=_incremental(path, raw["incremental"]) if "incremental" in raw else None,
     )
+    if spec.incremental is not None and spec.incremental.key not in spec.key:
+        raise _fail(path, f"incremental.key {spec.incremental.key!r} is not a column of the key")
     if entity is not None and spec.key != (entity.key,):
         raise _fail(path, f"key must be [{entity.key!r}], the key of raw {entity.name}")
     return spec
@@ -419,6 +452,14 @@ def load_catalog(root: Path = SQL_DIR) -> Catalog:
             if table not in silver_names:
                 raise _fail(where.with_suffix(".toml"), f"{column} -> {table}: not a silver table")
         inputs = tuple([s.name for s in silver if s.name in tables] + sorted(tables & gold_names))
+        if spec.incremental is not None:
+            named = set(spec.incremental.touches) | set(spec.incremental.rebuild_on)
+            if named - set(inputs):
+                raise _fail(
+                    where,
+                    f"incremental names {sorted(named - set(inputs))}, which its SQL does not "
+                    f"read (it reads {list(inputs)})",
+                )
         resolved.append(TableSpec(**{**spec.__dict__, "inputs": inputs, "views": tuple(views)}))
     gold = _order(resolved, {s.name: set(s.inputs) & gold_names for s in resolved}, "gold")
     return Catalog(root, tuple(silver), tuple(gold), view_inputs)

@@ -195,7 +195,7 @@ def _total_equals(name: str, expression: str) -> Check:
         f"{name}_equals_silver",
         f"{expression} = silver {what}",
         f"SELECT g.total AS gold_total, s.total AS silver_total "
-        f"FROM (SELECT {expression} AS total FROM t) g, "
+        f"FROM (SELECT coalesce({expression}, 0) AS total FROM t) g, "
         f"(SELECT {silver} AS total FROM silver_fact_claims) s "
         "WHERE g.total IS DISTINCT FROM s.total",
         uses=("silver/fact_claims",),
@@ -320,10 +320,13 @@ def _evaluate(
 ) -> list[Outcome]:
     layer, name = target.table.split("/")
     lake.register(con, "t_table", lake.table_uri(layer, name))
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW t AS SELECT * FROM t_table"
-        + (f" WHERE {target.where}" if target.where else "")
-    )
+    relation = "t_table"
+    if target.where:  # some rows (a part, the changed rows): read once, then checked
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE t_rows AS SELECT * FROM t_table WHERE {target.where}"
+        )
+        relation = "t_rows"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW t AS SELECT * FROM {relation}")
     for used in sorted({u for c in checks for u in c.uses}):
         if used in scope:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {_name(used)} AS SELECT * FROM {scope[used]}")

@@ -29,7 +29,7 @@ from petinsure_assets.entry_point import run_and_exit
 from petinsure_assets.ingest import LEDGER_TABLE
 from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, Lake
 from petinsure_assets.lock import LOCK_WAIT_ENV, LakeBusyError, lock_wait_seconds, writer_lock
-from petinsure_assets.silver import FULL_REFRESH_TAG
+from petinsure_assets.resources import FULL_REFRESH_TAG
 from petinsure_assets.snapshot_client import DEMO_SNAPSHOT_DIR
 from petinsure_assets.snapshots import read_latest, snapshot_root
 from petinsure_assets.storage import StorageError

@@ -53,6 +53,9 @@ WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
 # consumed (Lake.changes), e.g. the bronze rows appended or the silver rows a merge replaced.
 CHANGE_FEED = "delta.enableChangeDataFeed"
 TABLE_CONFIGURATION = {CHANGE_FEED: "true"}
+# Commit metadata of a commit that records cursors alone (a merge with nothing to merge): not a
+# change of the table's rows (resources.content_version skips it).
+CURSOR_ONLY_COMMIT_KEY = "petinsure.cursor_only"
 # A merge source's rows with this column true delete their match instead of upserting it.
 DELETE_COLUMN = "_delete"
 
@@ -247,7 +250,7 @@ class Lake:
                 uri,
                 pa.schema(empty).empty_table(),
                 mode="append",
-                commit_metadata=commit_metadata,
+                commit_metadata={**(commit_metadata or {}), CURSOR_ONLY_COMMIT_KEY: "true"},
                 cursors=cursors,
             )
         deletes = DELETE_COLUMN in source.column_names
@@ -307,9 +310,17 @@ class Lake:
             reader = self.delta_table(uri).load_cdf(
                 starting_version=after + 1, ending_version=until, columns=columns
             )
-            return pa.table(reader.read_all())
+            changes = pa.table(reader.read_all())
         except Exception as e:  # deltalake raises DeltaError / OSError subclasses here
             raise ChangesUnavailable(f"changes of {uri} after version {after}: {e}") from None
+        # The feed's text columns are string_view: as plain strings, like every other read (DuckDB
+        # pushes filters built from them into Arrow scans of tables, which cannot compare the two).
+        return changes.cast(
+            pa.schema(
+                f.with_type(pa.string()) if f.type == pa.string_view() else f
+                for f in changes.schema
+            )
+        )
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str, uri: str) -> None:
         """Make the Delta table's current version the view `name` of a DuckDB session."""

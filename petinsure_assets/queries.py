@@ -113,6 +113,29 @@ def silver_statements(spec: TableSpec, catalog: Catalog = CATALOG) -> list[str]:
     return [catalog.sql(spec.path), latest_versions_sql(spec)]
 
 
+def merge_predicate(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    source: str = "changes",
+    existing: str = "table_rows",
+) -> str:
+    """How an incremental step merges `source` (its new rows) into the table: match on the key;
+    in a partitioned table, only in the partitions the source's rows are in and those `existing`
+    (the table's current rows of the same keys) are in now, as literals (delta-rs prunes files
+    only by a literal partition predicate)."""
+    key = ", ".join(spec.key)
+    on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+    for column in spec.partition_by:
+        values = con.sql(
+            f"SELECT DISTINCT CAST({column} AS VARCHAR) FROM (SELECT {column} FROM {source} "
+            f"UNION ALL SELECT {column} FROM {existing} WHERE ({key}) IN "
+            f"(SELECT {key} FROM {source})) ORDER BY 1"
+        ).fetchall()
+        listed = ", ".join("'" + str(v).replace("'", "''") + "'" for (v,) in values) or "NULL"
+        on += f" AND t.{column} IN ({listed})"
+    return on
+
+
 @cache
 def output_schemas(catalog: Catalog = CATALOG) -> dict[str, pa.Schema]:
     """The Arrow schema of every silver and gold table ("layer/name"), found by running their

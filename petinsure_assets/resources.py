@@ -21,11 +21,38 @@ from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
-from petinsure_assets.lake import DEFAULT_LAKE_ROOT, LAKE_ROOT_ENV, DeltaSource, Lake, TableWrite
+from petinsure_assets.lake import (
+    CURSOR_ONLY_COMMIT_KEY,
+    DEFAULT_LAKE_ROOT,
+    LAKE_ROOT_ENV,
+    DeltaSource,
+    Lake,
+    TableWrite,
+)
 from petinsure_assets.lock import LakeBusyError, writer_lock
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 PREVIEW_ROWS = 5
+
+# Run tags that change how the silver and gold steps of a run work: rebuild every table from all
+# of bronze instead of merging what changed (`--full-refresh`, the job refresh_all_full), and
+# check whole tables instead of the changed rows (the daily schedule).
+FULL_REFRESH_TAG = "petinsure/full_refresh"
+FULL_CHECKS_TAG = "petinsure/full_checks"
+
+
+def _tag_set(run: dg.DagsterRun, tag: str) -> bool:
+    return run.tags.get(tag, "").lower() in ("true", "1", "yes")
+
+
+def full_refresh_asked(run: dg.DagsterRun) -> bool:
+    return _tag_set(run, FULL_REFRESH_TAG)
+
+
+def full_checks_asked(run: dg.DagsterRun) -> bool:
+    return _tag_set(run, FULL_REFRESH_TAG) or _tag_set(run, FULL_CHECKS_TAG)
+
+
 ALERT_WEBHOOK_ENV = "PETINSURE_ALERT_WEBHOOK_URL"
 
 
@@ -168,8 +195,6 @@ def table_metadata(lake: Lake, uri: str, where: str | None = None) -> dict[str, 
 INPUTS_COMMIT_KEY = "petinsure.inputs"
 FINGERPRINT_COMMIT_KEY = "petinsure.inputs_sha256"
 # Commits that rewrite files without changing the rows (maintenance.py): not a new content version.
-# Commit metadata of a commit that only records cursors (Lake.merge with nothing to merge).
-CURSOR_ONLY_COMMIT_KEY = "petinsure.cursor_only"
 MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # Each commit read is a request on Azure: the newest few first (usually enough), then more.
 _HISTORY_LIMITS = (3, 50, 500)
@@ -177,17 +202,19 @@ _HISTORY_LIMITS = (3, 50, 500)
 PART_COMMIT_KEY = "petinsure.entity"
 
 
-def last_write(lake: Lake, uri: str, part: str | None = None) -> dict[str, Any] | None:
-    """The newest commit of a Delta table that changed its rows (compaction, vacuum and
-    cursor-only commits skipped; with `part`, of those that wrote that part), with its commit
-    metadata; None if none is among the newest 500 commits."""
+def last_write(
+    lake: Lake, uri: str, part: str | None = None, *, rows_changed: bool = True
+) -> dict[str, Any] | None:
+    """The newest commit of a Delta table that changed its rows (compaction, vacuum and, unless
+    not `rows_changed`, cursor-only commits skipped; with `part`, of those that wrote that part),
+    with its commit metadata; None if none is among the newest 500 commits."""
     table = lake.delta_table(uri)
     for limit in _HISTORY_LIMITS:
         history = table.history(limit)
         for commit in history:
             if (
                 commit.get("operation") not in MAINTENANCE_OPERATIONS
-                and commit.get(CURSOR_ONLY_COMMIT_KEY) is None
+                and (not rows_changed or commit.get(CURSOR_ONLY_COMMIT_KEY) is None)
                 and (part is None or commit.get(PART_COMMIT_KEY) == part)
             ):
                 return commit
@@ -256,7 +283,7 @@ def unchanged_version(lake: Lake, uri: str, commit_metadata: dict[str, str]) -> 
     fingerprint), else None (missing table, other inputs, or written before fingerprints)."""
     if not lake.exists(uri):
         return None
-    commit = last_write(lake, uri)
+    commit = last_write(lake, uri, rows_changed=False)  # a merge of nothing records inputs too
     if (
         commit is None
         or commit.get(FINGERPRINT_COMMIT_KEY) != commit_metadata[FINGERPRINT_COMMIT_KEY]

@@ -46,6 +46,7 @@ from petinsure_assets.checks import (
 from petinsure_assets.lake import DELETE_COLUMN, ChangesUnavailable, DeltaSource, Lake, TableWrite
 from petinsure_assets.queries import (
     latest_versions_sql,
+    merge_predicate,
     quarantine_sql,
     session,
     silver_statements,
@@ -58,12 +59,12 @@ from petinsure_assets.resources import (
     Unchanged,
     code_version,
     content_version,
+    full_checks_asked,
+    full_refresh_asked,
     inputs_commit_metadata,
     last_write,
 )
 
-# Run tag asking every silver and gold step of the run to rebuild in full (`--full-refresh`).
-FULL_REFRESH_TAG = "petinsure/full_refresh"
 # Cursors (Delta application transactions): on a silver table, the bronze version and each
 # parent's content version it consumed; on the quarantine, the bronze version of each entity.
 BRONZE_CURSOR = "petinsure.bronze"
@@ -76,10 +77,6 @@ def parent_cursor(parent: str) -> str:
 
 def quarantine_cursor(entity: str) -> str:
     return f"petinsure.quarantine.{entity}"
-
-
-def full_refresh_asked(context: dg.AssetExecutionContext) -> bool:
-    return context.run.tags.get(FULL_REFRESH_TAG, "").lower() in ("true", "1", "yes")
 
 
 def silver_code_version(spec: TableSpec, catalog: Catalog) -> str:
@@ -191,7 +188,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
         bronze = sources["bronze"]
         bronze_version = the_lake.delta_table(bronze.uri).version()
         parents = {p: content_version(the_lake, sources[p].uri) for p in spec.parent_tables}
-        step = plan(the_lake, spec, code, bronze_version, parents, full_refresh_asked(context))
+        step = plan(the_lake, spec, code, bronze_version, parents, full_refresh_asked(context.run))
         context.log.info(f"{spec.name}: {step.mode} ({step.reason})")
         cursors = {BRONZE_CURSOR: bronze_version}
         cursors.update({parent_cursor(p): v for p, v in parents.items()})
@@ -256,10 +253,15 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
                     ),
                 ]
                 scope = {f"bronze/{entity.bronze_table}": "restaged"}
-                context.log.info(
-                    f"{spec.name}: {changed} keys changed; checks examine those rows and the "
-                    "restaged bronze rows"
-                )
+                if full_checks_asked(context.run):
+                    gates = [(table, checks), (quarantine, rejected_checks)]
+                    scope = {}
+                    context.log.info(f"{spec.name}: {changed} keys changed; checks examine all")
+                else:
+                    context.log.info(
+                        f"{spec.name}: {changed} keys changed; checks examine those rows and the "
+                        "restaged bronze rows"
+                    )
             yield from run_checks(
                 context,
                 the_lake,
@@ -354,25 +356,6 @@ def _stage_changes(
     return con.sql("SELECT count(*) FROM changed_keys").fetchall()[0][0]
 
 
-def _merge_predicate(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> str:
-    """Match on the key; in a partitioned table, only in the partitions the changed keys are in
-    now or will be in (as literals: delta-rs prunes files only by a literal partition
-    predicate)."""
-    on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
-    for column in spec.partition_by:
-        values = [
-            v
-            for (v,) in con.sql(
-                f"SELECT DISTINCT CAST({column} AS VARCHAR) FROM (SELECT {column} FROM changes "
-                f"UNION ALL SELECT {column} FROM table_rows WHERE ({', '.join(spec.key)}) IN "
-                f"(SELECT {', '.join(spec.key)} FROM changes)) ORDER BY 1"
-            ).fetchall()
-        ]
-        listed = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) or "NULL"
-        on += f" AND t.{column} IN ({listed})"
-    return on
-
-
 def _quarantine_changes(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:
     """The quarantine merge of an incremental step (`quarantine_changes`): the restaged records
     that failed a rule (new, or orphans again), and a delete for each replayed orphan that now
@@ -456,7 +439,7 @@ def _table_output(
             else con.sql(f"SELECT * FROM {written}").to_arrow_reader(),
             commit_metadata=inputs,
             partition_by=None if merge else spec.partition_by,
-            merge_on=_merge_predicate(con, spec) if merge else None,
+            merge_on=merge_predicate(con, spec) if merge else None,
             cursors=cursors,
         ),
         output_name="table",

@@ -13,6 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from petinsure_assets.catalog import CATALOG, QUARANTINE
+from petinsure_assets.cli import run_refresh
 from tests.conftest import LakeFixture
 from tests.test_pipeline import AS_OF, claim, write_base
 
@@ -236,9 +237,13 @@ def test_incremental_runs_equal_a_full_rebuild(lake: LakeFixture, tmp_path: Path
     for i in range(5):
         drops.step(first=i == 0, last=i == 4)
         lake.refresh(as_of=AS_OF, snapshot=False)
-    # Every silver table after the first run was merged, never rewritten.
-    merged = operations(lake, "silver", "fact_claims")
-    assert merged.count("MERGE") >= 1 and merged[-1] in ("MERGE", "WRITE")
+    # The runs after the first merged what changed into silver and gold. monthly_kpis is
+    # rebuilt every time (every month depends on the ones before); cross-sell is rebuilt when
+    # policies change (the book's average premium), here in most drops.
+    merged = ["claims_analytics", "customer_360_view", "risk_scoring", "provider_performance"]
+    for layer, table in [("silver", "fact_claims"), *(("gold", t) for t in merged)]:
+        assert "MERGE" in operations(lake, layer, table), table
+    assert "MERGE" not in operations(lake, "gold", "monthly_kpis")
 
     rebuilt = LakeFixture(tmp_path / "rebuilt")
     shutil.copytree(lake.root, rebuilt.root)
@@ -254,3 +259,132 @@ def test_incremental_runs_equal_a_full_rebuild(lake: LakeFixture, tmp_path: Path
     assert "negative_amount" in reasons
     released = {c["customer_id"] for c in full["silver/fact_claims"]} - {"CUST-1", "CUST-2"}
     assert released, "no orphan claim was released in this sequence"
+
+
+# ---- what makes a run rebuild in full -----------------------------------------------------------
+
+
+def last_commit(lake: LakeFixture, layer: str, table: str) -> dict:
+    return DeltaTable(lake.lake.table_uri(layer, table)).history(1)[0]
+
+
+def rebuilt(lake: LakeFixture, versions: dict, after: dict) -> set[str]:
+    """The silver and gold tables a run overwrote whole (not merged, not left alone)."""
+    out = set()
+    for name in [*(f"silver/{s}" for s in SILVER), *(f"gold/{g}" for g in GOLD)]:
+        if after[name] == versions[name]:
+            continue
+        commit = last_commit(lake, *name.split("/"))
+        parameters = commit.get("operationParameters", {})
+        if commit["operation"] == "WRITE" and parameters.get("mode") == "Overwrite":
+            out.add(name + (" (part)" if parameters.get("predicate") else ""))
+    return out
+
+
+def test_as_of_and_code_version_changes_rebuild_what_depends_on_them(
+    refreshed_lake: LakeFixture, monkeypatch
+):
+    from petinsure_assets import catalog, resources
+    from tests.test_noop_and_maintenance import delta_versions
+
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
+    # A new as-of date: every gold table is rebuilt, silver is left alone.
+    before = delta_versions(lake.root)
+    lake.refresh(as_of="2025-07-31", snapshot=False)
+    after = delta_versions(lake.root)
+    assert rebuilt(lake, before, after) == {f"gold/{g}" for g in GOLD}
+    assert all(after[f"silver/{s}"] == before[f"silver/{s}"] for s in SILVER)
+
+    # A revised silver SQL file (a new code version of dim_providers): that table and its
+    # quarantine rows are rebuilt, then the gold tables that read it (a full rebuild of an input
+    # rebuilds them too); the customer tables, which do not read providers, are left alone.
+    read = catalog._read
+    revised = catalog.SQL_DIR / "silver" / "dim_providers.sql"
+    monkeypatch.setattr(
+        catalog, "_read", lambda path: read(path) + ("\n-- revised" if path == revised else "")
+    )
+    before = after
+    lake.refresh(as_of="2025-07-31", snapshot=False)
+    after = delta_versions(lake.root)
+    assert rebuilt(lake, before, after) == {
+        "silver/dim_providers",
+        "silver/quarantine (part)",
+        "gold/provider_performance",
+        "gold/claims_analytics",
+    }
+    monkeypatch.undo()
+
+    # A new engine version (Python code that computes the tables changed): everything.
+    monkeypatch.setattr(resources, "ENGINE_VERSION", "test-" + resources.ENGINE_VERSION)
+    before = after
+    lake.refresh(as_of="2025-07-31", snapshot=False)
+    after = delta_versions(lake.root)
+    assert rebuilt(lake, before, after) == {
+        *(f"silver/{s}" for s in SILVER if s != QUARANTINE),
+        "silver/quarantine (part)",
+        *(f"gold/{g}" for g in GOLD),
+    }
+    # And nothing else: the same run again writes nothing.
+    before = after
+    lake.refresh(as_of="2025-07-31", snapshot=False)
+    assert delta_versions(lake.root) == before
+
+
+# ---- checks of an incremental run --------------------------------------------------------------
+
+
+def test_incremental_checks_catch_a_duplicate_key_in_the_run_that_brings_it(
+    refreshed_lake: LakeFixture, monkeypatch
+):
+    from petinsure_assets import silver
+
+    lake = refreshed_lake
+    # A bug in the merge: the key is never matched, so a newer version of CLM-1 is added as a
+    # second row instead of replacing the first.
+    monkeypatch.setattr(silver, "merge_predicate", lambda con, spec: "false")
+    newer = json.loads(claim("CLM-1", "2025-02-10", "210.00", "150.00"))
+    newer["updated_at"] = "2025-03-01T00:00:00"
+    lake.write_raw("claims", "CLM-1_20250301_000000_000000.json", json.dumps(newer))
+    summary = run_refresh(str(lake.root), as_of=AS_OF, log_level="CRITICAL", snapshot=False)
+    assert not summary.success
+    assert summary.failures == [
+        "silver_fact_claims: dagster._core.errors.DagsterAssetCheckFailedError: 1 blocking asset "
+        "check failed with ERROR severity:\n"
+        "silver/fact_claims: claim_id_unique"
+    ]
+    history = lake.rows("gold", "_check_history", order_by="evaluated_at DESC, check_name")
+    failed = [(h["check_name"], h["failing_rows"]) for h in history if not h["passed"]]
+    assert failed == [("claim_id_unique", 1)]
+    assert last_commit(lake, "silver", "fact_claims")["operation"] == "MERGE"
+
+
+def test_incremental_checks_catch_an_orphan_in_the_run_that_brings_it(
+    refreshed_lake: LakeFixture, monkeypatch
+):
+    from petinsure_assets import silver
+
+    lake = refreshed_lake
+    # A bug in the rules: orphans pass. The claim of an unknown customer reaches silver.
+    statements = silver.silver_statements
+    monkeypatch.setattr(
+        silver,
+        "silver_statements",
+        lambda spec, catalog: [
+            statements(spec, catalog)[0],
+            f"UPDATE {spec.entity.name}_staged SET _reject_reason = NULL, _reject_detail = NULL, "
+            "_rejected_record = NULL WHERE _reject_reason = 'orphan_fk'",
+            *statements(spec, catalog)[1:],
+        ],
+    )
+    lake.write_raw(
+        "claims",
+        "CLM-9_20250301_000000_000000.json",
+        claim("CLM-9", "2025-03-01", "50.00", "10.00", customer="CUST-404"),
+    )
+    summary = run_refresh(str(lake.root), as_of=AS_OF, log_level="CRITICAL", snapshot=False)
+    assert summary.failures == [
+        "silver_fact_claims: dagster._core.errors.DagsterAssetCheckFailedError: 1 blocking asset "
+        "check failed with ERROR severity:\n"
+        "silver/fact_claims: customer_id_in_dim_customers"
+    ]
+    assert last_commit(lake, "silver", "fact_claims")["operation"] == "MERGE"
