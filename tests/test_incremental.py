@@ -388,3 +388,98 @@ def test_incremental_checks_catch_an_orphan_in_the_run_that_brings_it(
         "silver/fact_claims: customer_id_in_dim_customers"
     ]
     assert last_commit(lake, "silver", "fact_claims")["operation"] == "MERGE"
+
+
+# ---- a run stopped between its two commits -------------------------------------------------------
+
+
+def test_a_run_stopped_between_table_and_quarantine_commits_heals_in_the_next(
+    refreshed_lake: LakeFixture, tmp_path: Path, monkeypatch
+):
+    from petinsure_assets.lake import Lake
+
+    lake = refreshed_lake  # write_base(lake, GOOD_CLAIMS), refreshed as of AS_OF
+    # A claim of a customer, pet and policy that do not exist yet: quarantined (orphan_fk).
+    lake.write_raw(
+        "claims",
+        "claims_orphan.jsonl",
+        claim(
+            "CLM-8", "2025-04-01", "80.00", "10.00", customer="CUST-8", policy="POL-8", pet="PET-8"
+        )
+        + "\n",
+    )
+    lake.refresh(as_of=AS_OF, snapshot=False)
+    assert [r["reason"] for r in lake.rows("silver", QUARANTINE) if r["record_key"] == "CLM-8"] == [
+        "orphan_fk"
+    ]
+
+    # Its parents arrive with a bad claim; the step stops right after fact_claims' table commit
+    # (the released orphan added, the cursor moved) and before the quarantine commit that would
+    # remove the orphan and add the bad claim (as when the process is killed there).
+    for entity, record in [
+        (
+            "customers",
+            {
+                "customer_id": "CUST-8",
+                "first_name": "Eve",
+                "last_name": "Late",
+                "customer_since": "2024-01-01",
+                "updated_at": "2024-01-01T00:00:00",
+            },
+        ),
+        (
+            "pets",
+            {
+                "pet_id": "PET-8",
+                "customer_id": "CUST-8",
+                "pet_name": "Max",
+                "species": "Dog",
+                "is_active": "true",
+                "updated_at": "2024-01-01T00:00:00",
+            },
+        ),
+        (
+            "policies",
+            {
+                "policy_id": "POL-8",
+                "policy_number": "PN-8",
+                "customer_id": "CUST-8",
+                "pet_id": "PET-8",
+                "plan_name": "Basic",
+                "monthly_premium": "20.00",
+                "effective_date": "2025-01-01",
+                "expiration_date": "2025-12-31",
+                "status": "Active",
+                "updated_at": "2025-01-01T00:00:00",
+            },
+        ),
+    ]:
+        record_id = next(iter(record.values()))
+        lake.write_raw(entity, f"{record_id}_20250101_000000_000000.json", json.dumps(record))
+    lake.write_raw(
+        "claims", "claims_bad.jsonl", claim("CLM-9", "2025-04-02", "-1.00", "0.00") + "\n"
+    )
+    merge = Lake.merge
+
+    def dies_at_the_claims_quarantine(self, uri, data, **kwargs):
+        if uri.endswith(f"/{QUARANTINE}") and "'claims'" in kwargs["on"]:
+            raise OSError("the machine went away")
+        return merge(self, uri, data, **kwargs)
+
+    monkeypatch.setattr(Lake, "merge", dies_at_the_claims_quarantine)
+    stopped = run_refresh(str(lake.root), as_of=AS_OF, log_level="CRITICAL", snapshot=False)
+    assert [f.split(":")[0] for f in stopped.failures] == ["silver_fact_claims"]
+    monkeypatch.undo()
+    claims = {r["claim_id"] for r in lake.rows("silver", "fact_claims")}
+    quarantined = {r["record_key"] for r in lake.rows("silver", QUARANTINE)}
+    assert "CLM-8" in claims and "CLM-8" in quarantined and "CLM-9" not in quarantined
+
+    # The next run starts from the quarantine's older cursor and finishes the work: the lake
+    # equals a full rebuild of the same bronze.
+    lake.refresh(as_of=AS_OF, snapshot=False)
+    rebuilt = LakeFixture(tmp_path / "rebuilt")
+    shutil.copytree(lake.root, rebuilt.root)
+    rebuilt.refresh(as_of=AS_OF, snapshot=False, full_refresh=True)
+    assert tables(lake) == tables(rebuilt)
+    quarantined = {r["record_key"]: r["reason"] for r in lake.rows("silver", QUARANTINE)}
+    assert "CLM-8" not in quarantined and quarantined["CLM-9"] == "negative_amount"
