@@ -4,7 +4,7 @@ Layout (DESIGN.md §3): the lake root's top folders are the storage account's co
 
     <root>/raw/<entity>/...                  landing zone (batch files, real-time JSON files)
     <root>/bronze/<table>                    Delta tables, append-only, plus bronze/_file_ledger
-    <root>/silver/<table>                    Delta tables (quarantine too), rebuilt from bronze
+    <root>/silver/<table>                    Delta tables (quarantine too), merged from new bronze rows
     <root>/gold/<table>                      Delta tables
     <root>/gold/exports/<table>/             plain Parquet (no Delta log) for outside readers
     <root>/gold/snapshots/                   API snapshots
