@@ -158,6 +158,8 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
     """The three scenarios, one after the other on the same lake, each from its raw drop to the
     snapshot client answering with the claims it brings."""
     import dagster as dg
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from petinsure_assets.definitions import build_definitions
     from petinsure_assets.lake import Lake
@@ -225,19 +227,22 @@ def measure(lake_root: str, as_of: str, home: str) -> dict:
         )
 
         def read_claims() -> None:
+            # The client's first read of claims_analytics (read and verified whole), then the
+            # claims of the drop found in it with Arrow compute (no Python objects per row).
             table = client.snapshot().tables["claims_analytics"]
-            amounts = dict(
-                zip(
-                    table.column("claim_id").to_pylist(),
-                    table.column("claim_amount").to_pylist(),
-                    strict=True,
+            found = table.filter(pc.is_in(table.column("claim_id"), pa.array(sorted(wanted))))
+            if found.num_rows != len(wanted):
+                raise SystemExit(f"{len(wanted) - found.num_rows} claims are not in the snapshot")
+            if expected:
+                amounts = dict(
+                    zip(
+                        found.column("claim_id").to_pylist(),
+                        found.column("claim_amount").to_pylist(),
+                        strict=True,
+                    )
                 )
-            )
-            missing = wanted - set(amounts)
-            if missing:
-                raise SystemExit(f"{len(missing)} claims are not in the snapshot")
-            if expected and any(float(amounts[c]) != v for c, v in expected.items()):
-                raise SystemExit("the updated claims do not have their new amounts")
+                if any(float(amounts[c]) != v for c, v in expected.items()):
+                    raise SystemExit("the updated claims do not have their new amounts")
 
         timed("snapshot client cold read", read_claims)
         total = time.perf_counter() - start
