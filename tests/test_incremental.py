@@ -25,6 +25,40 @@ def _json(record: dict) -> str:
     return json.dumps(record)
 
 
+def parent_records(customer_id: str, pet_id: str, policy_id: str) -> dict[str, dict]:
+    """A customer, a pet of theirs and its policy, as raw records by entity."""
+    return {
+        "customers": {
+            "customer_id": customer_id,
+            "first_name": "Late",
+            "last_name": "Parent",
+            "customer_since": "2024-06-01",
+            "segment": "Budget",
+            "updated_at": "2024-06-01T00:00:00",
+        },
+        "pets": {
+            "pet_id": pet_id,
+            "customer_id": customer_id,
+            "pet_name": "Late",
+            "species": "Dog",
+            "is_active": "true",
+            "updated_at": "2024-06-01T00:00:00",
+        },
+        "policies": {
+            "policy_id": policy_id,
+            "policy_number": f"PN-{policy_id}",
+            "customer_id": customer_id,
+            "pet_id": pet_id,
+            "plan_name": "Basic",
+            "monthly_premium": "20.00",
+            "effective_date": "2025-01-01",
+            "expiration_date": "2025-12-31",
+            "status": "Active",
+            "updated_at": "2025-01-01T00:00:00",
+        },
+    }
+
+
 class Drops:
     """Random raw drops on the hand-made book of test_pipeline (2 customers, pets, policies, a
     provider): new claims, newer and older versions of existing claims, invalid versions,
@@ -184,36 +218,7 @@ class Drops:
         return any((self.lake.root / "raw" / entity).glob(f"{record_id}_*.json"))
 
     def _write_parent(self, entity: str, customer_id: str, pet_id: str, policy_id: str) -> None:
-        record = {
-            "customers": {
-                "customer_id": customer_id,
-                "first_name": "Late",
-                "last_name": "Parent",
-                "customer_since": "2024-06-01",
-                "segment": "Budget",
-                "updated_at": "2024-06-01T00:00:00",
-            },
-            "pets": {
-                "pet_id": pet_id,
-                "customer_id": customer_id,
-                "pet_name": "Late",
-                "species": "Dog",
-                "is_active": "true",
-                "updated_at": "2024-06-01T00:00:00",
-            },
-            "policies": {
-                "policy_id": policy_id,
-                "policy_number": f"PN-{policy_id}",
-                "customer_id": customer_id,
-                "pet_id": pet_id,
-                "plan_name": "Basic",
-                "monthly_premium": "20.00",
-                "effective_date": "2025-01-01",
-                "expiration_date": "2025-12-31",
-                "status": "Active",
-                "updated_at": "2025-01-01T00:00:00",
-            },
-        }[entity]
+        record = parent_records(customer_id, pet_id, policy_id)[entity]
         record_id = {"customers": customer_id, "pets": pet_id, "policies": policy_id}[entity]
         self.lake.write_raw(entity, self._name(entity, record_id), _json(record))
 
@@ -416,44 +421,7 @@ def test_a_run_stopped_between_table_and_quarantine_commits_heals_in_the_next(
     # Its parents arrive with a bad claim; the step stops right after fact_claims' table commit
     # (the released orphan added, the cursor moved) and before the quarantine commit that would
     # remove the orphan and add the bad claim (as when the process is killed there).
-    for entity, record in [
-        (
-            "customers",
-            {
-                "customer_id": "CUST-8",
-                "first_name": "Eve",
-                "last_name": "Late",
-                "customer_since": "2024-01-01",
-                "updated_at": "2024-01-01T00:00:00",
-            },
-        ),
-        (
-            "pets",
-            {
-                "pet_id": "PET-8",
-                "customer_id": "CUST-8",
-                "pet_name": "Max",
-                "species": "Dog",
-                "is_active": "true",
-                "updated_at": "2024-01-01T00:00:00",
-            },
-        ),
-        (
-            "policies",
-            {
-                "policy_id": "POL-8",
-                "policy_number": "PN-8",
-                "customer_id": "CUST-8",
-                "pet_id": "PET-8",
-                "plan_name": "Basic",
-                "monthly_premium": "20.00",
-                "effective_date": "2025-01-01",
-                "expiration_date": "2025-12-31",
-                "status": "Active",
-                "updated_at": "2025-01-01T00:00:00",
-            },
-        ),
-    ]:
+    for entity, record in parent_records("CUST-8", "PET-8", "POL-8").items():
         record_id = next(iter(record.values()))
         lake.write_raw(entity, f"{record_id}_20250101_000000_000000.json", json.dumps(record))
     lake.write_raw(
