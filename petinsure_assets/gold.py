@@ -209,6 +209,7 @@ def _touched(
     last read touch (`touched`, a temp table of `con`); returns how many."""
     key = spec.incremental.key
     con.execute(f"CREATE OR REPLACE TEMP TABLE touched ({key} VARCHAR)")
+    registered = False
     for name, since in step.since.items():
         source = tables[name]
         changes = lake.changes(source.uri, since, content_version(lake, source.uri))
@@ -216,8 +217,10 @@ def _touched(
             continue
         con.register("changes", changes)
         if name in spec.incremental.touches:
-            for other, other_source in tables.items():
-                other_source.register(con, other)
+            if not registered:  # the inputs the `touches` queries read, registered once
+                for other, other_source in tables.items():
+                    other_source.register(con, other)
+                registered = True
             select = spec.incremental.touches[name]
         elif key in changes.column_names:
             select = f"SELECT {key} FROM changes"

@@ -281,10 +281,11 @@ class Lake:
 
         return self._delta(f"merging into {uri}", run)
 
-    def cursor(self, uri: str, name: str) -> int | None:
-        """The version recorded under `name` by the newest write of the table that carried it
-        (a Delta application transaction), or None."""
-        return self.delta_table(uri).transaction_version(name)
+    def cursors(self, uri: str, names: list[str]) -> dict[str, int | None]:
+        """The versions recorded under `names` by the newest writes of the table that carried
+        them (Delta application transactions), None for a name never recorded."""
+        table = self.delta_table(uri)
+        return {name: table.transaction_version(name) for name in names}
 
     def keep_change_feed(self, uri: str) -> None:
         """Turn the change feed on for a table written before it was (one metadata commit);

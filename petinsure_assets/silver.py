@@ -116,12 +116,16 @@ def plan(
     written = (last_write(lake, uri) or {}).get(CODE_VERSION_COMMIT_KEY)
     if written != code:
         return Plan("full", f"code version {written} -> {code}")
-    table_cursor = lake.cursor(uri, BRONZE_CURSOR)
+    recorded = lake.cursors(
+        uri, [BRONZE_CURSOR, QUARANTINE_DONE_CURSOR, *(parent_cursor(p) for p in parents)]
+    )
+    table_cursor = recorded[BRONZE_CURSOR]
+    entity_cursor = quarantine_cursor(spec.entity.name)
     done = [
         c
         for c in (
-            lake.cursor(quarantine, quarantine_cursor(spec.entity.name)),
-            lake.cursor(uri, QUARANTINE_DONE_CURSOR),
+            lake.cursors(quarantine, [entity_cursor])[entity_cursor],
+            recorded[QUARANTINE_DONE_CURSOR],
         )
         if c is not None
     ]
@@ -131,7 +135,7 @@ def plan(
     start = min(table_cursor, quarantine_at)
     if start > bronze_version:
         return Plan("full", f"bronze is at version {bronze_version}, before the cursor {start}")
-    parents_changed = [p for p, v in parents.items() if lake.cursor(uri, parent_cursor(p)) != v]
+    parents_changed = [p for p, v in parents.items() if recorded[parent_cursor(p)] != v]
     interrupted = quarantine_at < table_cursor
     if start == bronze_version and not parents_changed and not interrupted:
         return Plan("unchanged", f"bronze and parents as at bronze version {bronze_version}")
