@@ -22,6 +22,7 @@ version). Then:
   `petinsure/full_refresh`. The metadata says which and why.
 """
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ import duckdb
 from petinsure_assets.bronze import OWNER
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.checks import Target, check_specs, run_checks, table_checks
+from petinsure_assets.engines import DUCKDB, EngineResource, engine_kinds, run_metadata
 from petinsure_assets.lake import DELETE_COLUMN, ChangesUnavailable, DeltaSource, Lake, TableWrite
 from petinsure_assets.queries import merge_predicate, session
 from petinsure_assets.resources import (
@@ -114,88 +116,118 @@ def _rewritten_since(lake: Lake, source: DeltaSource, since: int) -> bool:
     return False
 
 
-def _gold_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
-    gold = {s.name for s in catalog.gold}
-    ins = {t: dg.AssetIn(key=["gold" if t in gold else "silver", t]) for t in spec.inputs}
-    target = Target(spec.path, spec.path)
-    checks = table_checks(spec)
-    code = code_version(
+def gold_code_version(spec: TableSpec, catalog: Catalog) -> str:
+    return code_version(
         [*(f"gold/views/{v}" for v in spec.views), spec.path],
         catalog=catalog,
         partition_by=",".join(spec.partition_by),
     )
 
+
+def gold_inputs(spec: TableSpec, catalog: Catalog) -> dict[str, str]:
+    """The tables a gold table reads: input name -> "layer/table"."""
+    gold = {s.name for s in catalog.gold}
+    return {t: f"{'gold' if t in gold else 'silver'}/{t}" for t in spec.inputs}
+
+
+def _gold_asset(spec: TableSpec, catalog: Catalog, engine: str) -> dg.AssetsDefinition:
+    ins = {t: dg.AssetIn(key=path.split("/")) for t, path in gold_inputs(spec, catalog).items()}
+    target = Target(spec.path, spec.path)
+
     @dg.asset(
         key=["gold", spec.name],
         ins=ins,
         group_name="gold",
-        kinds={"delta", "duckdb"},
+        kinds=engine_kinds(engine),
         owners=[OWNER],
         description=spec.description,
-        check_specs=check_specs(target, checks),
-        code_version=code,
+        check_specs=check_specs(target, table_checks(spec)),
+        code_version=gold_code_version(spec, catalog),
     )
     def _asset(
         context: dg.AssetExecutionContext,
         reporting_date: ReportingDate,
         lake: LakeResource,
+        engine: EngineResource,
         **tables: DeltaSource,
     ):
         as_of = reporting_date.date()
-        the_lake = lake.lake()
-        export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
-        inputs = inputs_commit_metadata(tables, code, as_of=as_of.isoformat())
-        uri = the_lake.table_uri("gold", spec.name)
-        step = plan(the_lake, spec, uri, tables, inputs, full_refresh_asked(context.run))
-        with session(as_of, catalog) as con:
-            gate, scope = target, {}
-            if step.mode == "incremental":
-                try:
-                    touched = _touched(con, the_lake, spec, tables, step)
-                    rows = the_lake.delta_table(uri).count()
-                    if touched > REBUILD_SHARE * rows and rows >= REBUILD_MIN_ROWS:
-                        step = Plan("full", f"the change touches {touched} of {rows} rows")
-                except ChangesUnavailable as e:
-                    step = Plan("full", str(e))
-            context.log.info(f"{spec.name}: {step.mode} ({step.reason})")
-            run = {"run_mode": dg.MetadataValue.text(step.mode), "run_reason": step.reason}
-            if step.mode == "unchanged":
-                yield dg.Output(
-                    Unchanged(content_version(the_lake, uri)),
-                    metadata={"as_of": as_of.isoformat(), **export, **run},
-                )
-            else:
-                incremental = step.mode == "incremental"
-                key = spec.incremental.key if incremental else None
-                for name, source in tables.items():
-                    if incremental and name not in spec.incremental.rebuild_on:
-                        scope.update(_restrict(con, name, source, key, catalog))
-                    else:
-                        source.register(con, name)
-                for view in spec.views:
-                    con.execute(catalog.sql(f"gold/views/{view}"))
-                context.log.info(f"{spec.name}: computing as of {as_of}")
-                commit = {AS_OF_COMMIT_KEY: as_of.isoformat(), **inputs}
-                if incremental:
-                    write, counts = _merge(con, the_lake, spec, uri, commit, catalog)
-                    gate = Target(
-                        target.table, target.asset, f"{key} IN (SELECT {key} FROM touched)"
-                    )
-                    run.update({k: dg.MetadataValue.int(v) for k, v in counts.items()})
-                else:
-                    write = TableWrite(
-                        con.sql(catalog.sql(spec.path)).to_arrow_reader(),
-                        commit_metadata=commit,
-                        partition_by=spec.partition_by,
-                    )
-                yield dg.Output(write, metadata={"as_of": as_of.isoformat(), **export, **run})
-            if full_checks_asked(context.run):  # the inputs whole, as the checks read them
-                scope = {}
-            yield from run_checks(
-                context, the_lake, [(gate, checks, content_version(the_lake, uri))], con, scope
-            )
+        yield from engine.run_step(
+            context,
+            lake,
+            spec.path,
+            catalog,
+            lambda: gold_step(context, lake.lake(), spec, catalog, tables, as_of),
+            as_of=as_of,
+        )
 
     return _asset
+
+
+def gold_step(
+    context,
+    the_lake: Lake,
+    spec: TableSpec,
+    catalog: Catalog,
+    tables: dict[str, DeltaSource],
+    as_of: dt.date,
+    open_session=session,
+    engine: str = DUCKDB,
+):
+    """A gold step (on either engine): plan, compute, write the table, run its checks; the
+    contract of `silver.silver_step`."""
+    target = Target(spec.path, spec.path)
+    checks = table_checks(spec)
+    code = gold_code_version(spec, catalog)
+    export = {"export": dg.MetadataValue.path(the_lake.export_path(spec.name))}
+    inputs = inputs_commit_metadata(tables, code, as_of=as_of.isoformat())
+    uri = the_lake.table_uri("gold", spec.name)
+    step = plan(the_lake, spec, uri, tables, inputs, full_refresh_asked(context.run))
+    with open_session(as_of, catalog) as con:
+        gate, scope = target, {}
+        if step.mode == "incremental":
+            try:
+                touched = _touched(con, the_lake, spec, tables, step)
+                rows = the_lake.delta_table(uri).count()
+                if touched > REBUILD_SHARE * rows and rows >= REBUILD_MIN_ROWS:
+                    step = Plan("full", f"the change touches {touched} of {rows} rows")
+            except ChangesUnavailable as e:
+                step = Plan("full", str(e))
+        context.log.info(f"{spec.name}: {step.mode} ({step.reason})")
+        run = run_metadata(step.mode, step.reason, engine)
+        if step.mode == "unchanged":
+            yield dg.Output(
+                Unchanged(content_version(the_lake, uri)),
+                metadata={"as_of": as_of.isoformat(), **export, **run},
+            )
+        else:
+            incremental = step.mode == "incremental"
+            key = spec.incremental.key if incremental else None
+            for name, source in tables.items():
+                if incremental and name not in spec.incremental.rebuild_on:
+                    scope.update(_restrict(con, name, source, key, catalog))
+                else:
+                    source.register(con, name)
+            for view in spec.views:
+                con.execute(catalog.sql(f"gold/views/{view}"))
+            context.log.info(f"{spec.name}: computing as of {as_of}")
+            commit = {AS_OF_COMMIT_KEY: as_of.isoformat(), **inputs}
+            if incremental:
+                write, counts = _merge(con, the_lake, spec, uri, commit, catalog)
+                gate = Target(target.table, target.asset, f"{key} IN (SELECT {key} FROM touched)")
+                run.update({k: dg.MetadataValue.int(v) for k, v in counts.items()})
+            else:
+                write = TableWrite(
+                    con.sql(catalog.sql(spec.path)).to_arrow_reader(),
+                    commit_metadata=commit,
+                    partition_by=spec.partition_by,
+                )
+            yield dg.Output(write, metadata={"as_of": as_of.isoformat(), **export, **run})
+        if full_checks_asked(context.run):  # the inputs whole, as the checks read them
+            scope = {}
+        yield from run_checks(
+            context, the_lake, [(gate, checks, content_version(the_lake, uri))], con, scope
+        )
 
 
 def _touched(
@@ -208,7 +240,7 @@ def _touched(
     """The values of the table's incremental key that the inputs' changes since the versions
     last read touch (`touched`, a temp table of `con`); returns how many."""
     key = spec.incremental.key
-    con.execute(f"CREATE OR REPLACE TEMP TABLE touched ({key} VARCHAR)")
+    selects = [f"SELECT CAST(NULL AS VARCHAR) AS {key} WHERE false"]
     registered = False
     for name, since in step.since.items():
         source = tables[name]
@@ -223,12 +255,19 @@ def _touched(
                 registered = True
             select = spec.incremental.touches[name]
         elif key in changes.column_names:
-            select = f"SELECT {key} FROM changes"
+            select = "SELECT * FROM changes"
         else:
             raise ChangesUnavailable(f"{name} changed and names no {key}")
-        con.execute(f"INSERT INTO touched SELECT DISTINCT * FROM ({select})")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE touched_by_{name} AS SELECT {key} FROM ({select})"
+        )
         con.unregister("changes")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT {key} FROM touched")
+        selects.append(f"SELECT {key} FROM touched_by_{name}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT {key} FROM ("
+        + " UNION ALL ".join(selects)
+        + ")"
+    )
     return con.sql("SELECT count(*) FROM touched").fetchall()[0][0]
 
 
@@ -238,7 +277,7 @@ def _restrict(
     """Register an input; one holding the incremental key as the view of its rows of the touched
     values. Returns the check scope entry (the checks read the same rows)."""
     source.register(con, f"{name}_whole")
-    columns = [c for (c,) in con.sql(f"SELECT column_name FROM (DESCRIBE {name}_whole)").fetchall()]
+    columns = con.sql(f"SELECT * FROM {name}_whole").columns
     restricted = f" WHERE {key} IN (SELECT {key} FROM touched)" if key in columns else ""
     con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_whole{restricted}")
     if not restricted:
@@ -269,10 +308,12 @@ def _merge(
         "CREATE OR REPLACE TEMP TABLE table_rows AS SELECT * FROM table_now "
         f"WHERE {key} IN (SELECT {key} FROM touched)"
     )
+    columns = con.sql("SELECT * FROM recomputed").columns
+    kept = [*spec.key, *(c for c in spec.partition_by if c not in spec.key)]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE changes AS SELECT *, false AS {DELETE_COLUMN} "
-        f"FROM recomputed UNION ALL BY NAME SELECT {full_key}, "
-        + "".join(f"{c}, " for c in spec.partition_by if c not in spec.key)
+        f"CREATE OR REPLACE TEMP TABLE changes AS SELECT {', '.join(columns)}, "
+        f"false AS {DELETE_COLUMN} FROM recomputed UNION ALL SELECT "
+        + "".join(f"{c if c in kept else 'NULL'} AS {c}, " for c in columns)
         + f"true AS {DELETE_COLUMN} FROM table_rows WHERE ({full_key}) NOT IN "
         f"(SELECT {full_key} FROM recomputed)"
     )
@@ -288,5 +329,5 @@ def _merge(
     return write, {"keys_touched": touched, "rows_replaced": upserts, "rows_deleted": deletes}
 
 
-def gold_assets(catalog: Catalog = CATALOG) -> list[dg.AssetsDefinition]:
-    return [_gold_asset(spec, catalog) for spec in catalog.gold]
+def gold_assets(catalog: Catalog = CATALOG, engine: str = DUCKDB) -> list[dg.AssetsDefinition]:
+    return [_gold_asset(spec, catalog, engine) for spec in catalog.gold]

@@ -324,8 +324,12 @@ class Lake:
         )
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str, uri: str) -> None:
-        """Make the Delta table's current version the view `name` of a DuckDB session."""
+        """Make the Delta table's current version the view `name` of a DuckDB session (or of a
+        Spark one: spark_engine.SparkConnection reads its file list)."""
         table = self.delta_table(uri)
+        if hasattr(con, "register_delta"):
+            con.register_delta(name, table)
+            return
         schema = table.schema().to_arrow()
         con.execute(f'DROP VIEW IF EXISTS temp.main."{name}"')  # registered before, either way
         hive = None if self.is_azure else _hive_types(table, pa.schema(schema))

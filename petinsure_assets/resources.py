@@ -21,6 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
+from petinsure_assets.engines import DATABRICKS, DUCKDB, EngineResource
 from petinsure_assets.lake import (
     CURSOR_ONLY_COMMIT_KEY,
     DEFAULT_LAKE_ROOT,
@@ -300,6 +301,64 @@ class Unchanged:
     since_version: int
 
 
+def asset_location(lake: Lake, key: dg.AssetKey) -> tuple[str, str | None]:
+    """The Delta table of a table asset `[layer, table]`, and the predicate selecting its rows
+    when it is a part of one (silver/quarantine/<entity>: that entity's rows of
+    silver/quarantine)."""
+    if key.path[:2] == ["silver", QUARANTINE] and len(key.path) == 3:
+        return lake.table_uri("silver", QUARANTINE), f"entity = '{key.path[2]}'"
+    return lake.table_uri(key.path[-2], key.path[-1]), None
+
+
+def store(lake: Lake, key: dg.AssetKey, obj: Any, log) -> dict[str, Any]:
+    """Write what a table step returned for the asset `key` (a TableWrite, Arrow data, or
+    Unchanged: nothing written) and return the materialization's metadata. The IO manager calls
+    it here; the Databricks task calls it on the cluster."""
+    uri, where = asset_location(lake, key)
+    if isinstance(obj, Unchanged):
+        metadata = table_metadata(lake, uri, where)
+        metadata["rows_added"] = dg.MetadataValue.int(0)
+        metadata["unchanged"] = dg.MetadataValue.bool(True)
+        log.info(
+            f"{key.to_user_string()}: inputs unchanged, not "
+            f"rewritten (unchanged since version {obj.since_version})"
+        )
+        return metadata
+    write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
+    if write.where != where:
+        raise dg.Failure(
+            f"{key.to_user_string()} must be written where {where}, not where {write.where}"
+        )
+    before = row_count(lake, uri, where) if lake.exists(uri) else 0
+    if write.merge_on is not None:
+        version = lake.merge(
+            uri,
+            write.data,
+            on=write.merge_on,
+            commit_metadata=write.commit_metadata,
+            cursors=write.cursors,
+        )
+    else:
+        version = lake.write(
+            uri,
+            write.data,
+            mode=write.mode,
+            commit_metadata=write.commit_metadata,
+            where=where,
+            partition_by=write.partition_by,
+            cursors=write.cursors,
+        )
+    metadata = table_metadata(lake, uri, where)
+    # Rows added by this materialization (for a rebuilt table: the change in its size).
+    metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
+    metadata["unchanged"] = dg.MetadataValue.bool(False)
+    if write.on_commit is not None:
+        metadata.update(write.on_commit(version))
+    if write.metadata:
+        metadata.update(write.metadata)
+    return metadata
+
+
 class DeltaIOManager(dg.ConfigurableIOManager):
     """Persists every table asset `[layer, table]` as the Delta table <lake>/<layer>/<table>, and
     hands downstream assets a `DeltaSource` of it (for their DuckDB session to scan; nothing is
@@ -307,67 +366,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
     lake: LakeResource
 
-    def _location(self, key: dg.AssetKey) -> tuple[str, str | None]:
-        """The Delta table of an asset, and the predicate selecting its rows when it is a part of
-        one (silver/quarantine/<entity>: that entity's rows of silver/quarantine)."""
-        lake = self.lake.lake()
-        if key.path[:2] == ["silver", QUARANTINE] and len(key.path) == 3:
-            return lake.table_uri("silver", QUARANTINE), f"entity = '{key.path[2]}'"
-        return lake.table_uri(key.path[-2], key.path[-1]), None
-
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        uri, where = self._location(context.asset_key)
-        if isinstance(obj, Unchanged):
-            metadata = table_metadata(self.lake.lake(), uri, where)
-            metadata["rows_added"] = dg.MetadataValue.int(0)
-            metadata["unchanged"] = dg.MetadataValue.bool(True)
-            context.log.info(
-                f"{context.asset_key.to_user_string()}: inputs unchanged, not "
-                f"rewritten (unchanged since version {obj.since_version})"
-            )
-            context.add_output_metadata(metadata)
-            return
-        write = obj if isinstance(obj, TableWrite) else TableWrite(data=obj)
-        if write.where != where:
-            raise dg.Failure(
-                f"{context.asset_key.to_user_string()} must be written where {where}, "
-                f"not where {write.where}"
-            )
-        lake = self.lake.lake()
-        before = row_count(lake, uri, where) if lake.exists(uri) else 0
-        if write.merge_on is not None:
-            version = lake.merge(
-                uri,
-                write.data,
-                on=write.merge_on,
-                commit_metadata=write.commit_metadata,
-                cursors=write.cursors,
-            )
-        else:
-            version = lake.write(
-                uri,
-                write.data,
-                mode=write.mode,
-                commit_metadata=write.commit_metadata,
-                where=where,
-                partition_by=write.partition_by,
-                cursors=write.cursors,
-            )
-        metadata = table_metadata(lake, uri, where)
-        # Rows added by this materialization (for a rebuilt table: the change in its size).
-        metadata["rows_added"] = dg.MetadataValue.int(metadata["dagster/row_count"].value - before)
-        metadata["unchanged"] = dg.MetadataValue.bool(False)
-        if write.on_commit is not None:
-            metadata.update(write.on_commit(version))
-        if write.metadata:
-            metadata.update(write.metadata)
-        context.add_output_metadata(metadata)
+        context.add_output_metadata(store(self.lake.lake(), context.asset_key, obj, context.log))
 
     def load_input(self, context: dg.InputContext) -> DeltaSource:
         lake = self.lake.lake()
-        uri, where = self._location(context.asset_key)
+        uri, where = asset_location(lake, context.asset_key)
         if where is not None:
             raise dg.Failure(f"{context.asset_key.to_user_string()} is not an input of a step")
         if not lake.exists(uri):
@@ -415,6 +421,27 @@ AZURE_ENV = {
 }
 
 
+def credential_from_env(*, resolve: bool = False) -> Credential:
+    """The Azure credential of the environment: the first of SAS token, account key, service
+    principal, else DefaultAzureCredential; `EnvVar`s unless `resolve`."""
+    env = os.environ
+
+    def var(name: str):
+        return env[name] if resolve else dg.EnvVar(name)
+
+    if env.get(AZURE_ENV["sas"]):
+        return ADLS2SASToken(token=var(AZURE_ENV["sas"]))
+    if env.get(AZURE_ENV["key"]):
+        return ADLS2Key(key=var(AZURE_ENV["key"]))
+    if env.get(AZURE_ENV["client_secret"]):
+        return ServicePrincipal(
+            client_id=var(AZURE_ENV["client_id"]),
+            client_secret=var(AZURE_ENV["client_secret"]),
+            tenant_id=var(AZURE_ENV["tenant_id"]),
+        )
+    return ADLS2DefaultAzureCredential(kwargs={})
+
+
 def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = False) -> LakeResource:
     """The embedded default (a local folder) unless AZURE_STORAGE_ACCOUNT is set; then the
     credential from the first of: SAS token, account key, service principal, else
@@ -427,35 +454,31 @@ def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = Fals
 
     if lake_root or not env.get(AZURE_ENV["account"]):
         return LakeResource(root=lake_root or env.get(LAKE_ROOT_ENV, DEFAULT_LAKE_ROOT))
-    if env.get(AZURE_ENV["sas"]):
-        credential = ADLS2SASToken(token=var(AZURE_ENV["sas"]))
-    elif env.get(AZURE_ENV["key"]):
-        credential = ADLS2Key(key=var(AZURE_ENV["key"]))
-    elif env.get(AZURE_ENV["client_secret"]):
-        credential = ServicePrincipal(
-            client_id=var(AZURE_ENV["client_id"]),
-            client_secret=var(AZURE_ENV["client_secret"]),
-            tenant_id=var(AZURE_ENV["tenant_id"]),
-        )
-    else:
-        credential = ADLS2DefaultAzureCredential(kwargs={})
     containers = {
         f"{layer}_container": env.get(f"AZURE_{layer.upper()}_CONTAINER", layer)
         for layer in ("raw", "bronze", "silver", "gold")
     }
     return LakeResource(
         storage_account=var(AZURE_ENV["account"]),
-        credential=credential,
+        credential=credential_from_env(resolve=resolve),
         blob_endpoint=env.get(AZURE_ENV["endpoint"], ""),
         **containers,
     )
 
 
-def build_resources(lake_root: str | None = None) -> dict[str, Any]:
-    """The resources of the code location; the lake from the argument, else the environment."""
+def build_resources(lake_root: str | None = None, engine: str = DUCKDB) -> dict[str, Any]:
+    """The resources of the code location; the lake from the argument, else the environment;
+    the engine named (engines.py), the Databricks one configured from the environment."""
     lake = lake_resource_from_env(lake_root)
+    if engine == DATABRICKS:
+        from petinsure_assets.databricks import databricks_engine_from_env
+
+        compute: EngineResource = databricks_engine_from_env()
+    else:
+        compute = EngineResource()
     return {
         "lake": lake,
+        "engine": compute,
         "io_manager": DeltaIOManager(lake=lake),
         "reporting_date": ReportingDate.configure_at_launch(),
         # An EnvVar keeps the webhook URL (a secret) out of the UI's resource config.

@@ -43,6 +43,7 @@ from petinsure_assets.checks import (
     run_checks,
     table_checks,
 )
+from petinsure_assets.engines import DUCKDB, EngineResource, engine_kinds, run_metadata
 from petinsure_assets.lake import DELETE_COLUMN, ChangesUnavailable, DeltaSource, Lake, TableWrite
 from petinsure_assets.queries import (
     latest_versions_sql,
@@ -147,7 +148,7 @@ def plan(
     return Plan("incremental", reason, start, bool(parents_changed) or interrupted)
 
 
-def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
+def _silver_asset(spec: TableSpec, catalog: Catalog, engine: str) -> dg.AssetsDefinition:
     entity = spec.entity
     table = Target(spec.path, spec.path)
     quarantine = quarantine_target(spec)
@@ -163,7 +164,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             "table": dg.AssetOut(
                 key=["silver", spec.name],
                 group_name="silver",
-                kinds={"delta", "duckdb"},
+                kinds=engine_kinds(engine),
                 owners=[OWNER],
                 description=spec.description,
                 code_version=code,
@@ -171,7 +172,7 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
             "quarantine": dg.AssetOut(
                 key=quarantine.asset_key,
                 group_name="silver",
-                kinds={"delta", "duckdb"},
+                kinds=engine_kinds(engine),
                 owners=[OWNER],
                 description=f"The bronze {entity.name} records that failed a hard rule, each with "
                 "its reason code, detail, key, source file and line: the rows of "
@@ -184,108 +185,135 @@ def _silver_asset(spec: TableSpec, catalog: Catalog) -> dg.AssetsDefinition:
     def _asset(
         context: dg.AssetExecutionContext,
         lake: LakeResource,
+        engine: EngineResource,
         **sources: DeltaSource,
     ):
-        the_lake = lake.lake()
-        uri = the_lake.table_uri("silver", spec.name)
-        quarantine_uri = the_lake.table_uri("silver", QUARANTINE)
-        bronze = sources["bronze"]
-        # Its last version that appended rows: compaction of bronze gives silver nothing to do.
-        bronze_version = content_version(the_lake, bronze.uri)
-        parents = {p: content_version(the_lake, sources[p].uri) for p in spec.parent_tables}
-        step = plan(the_lake, spec, code, bronze_version, parents, full_refresh_asked(context.run))
-        context.log.info(f"{spec.name}: {step.mode} ({step.reason})")
-        cursors = {BRONZE_CURSOR: bronze_version}
-        cursors.update({parent_cursor(p): v for p, v in parents.items()})
-        inputs = inputs_commit_metadata(sources, code, partition_by=",".join(spec.partition_by))
-        run = {"run_mode": dg.MetadataValue.text(step.mode), "run_reason": step.reason}
-        with session(catalog=catalog) as con:
-            if step.mode == "incremental":
-                try:
-                    changed = _stage_changes(
-                        con, the_lake, spec, catalog, sources, step, bronze_version
-                    )
-                except ChangesUnavailable as e:
-                    step = Plan("full", str(e))
-                    context.log.info(f"{spec.name}: full ({step.reason})")
-                    run = {"run_mode": dg.MetadataValue.text("full"), "run_reason": step.reason}
-            if step.mode == "unchanged":
-                yield dg.Output(Unchanged(content_version(the_lake, uri)), output_name="table")
+        yield from engine.run_step(
+            context,
+            lake,
+            spec.path,
+            catalog,
+            lambda: silver_step(context, lake.lake(), spec, catalog, sources),
+        )
+
+    return _asset
+
+
+def silver_step(
+    context,
+    the_lake: Lake,
+    spec: TableSpec,
+    catalog: Catalog,
+    sources: dict[str, DeltaSource],
+    open_session=session,
+    engine: str = DUCKDB,
+):
+    """A silver step (on either engine): plan, stage, write both assets, run their checks.
+    `context` needs `.log` and `.run` (tags, run_id); `open_session(catalog=...)` gives the SQL
+    session (DuckDB here, Spark in the Databricks task); the Outputs are written by the caller
+    (the IO manager, or the task through `resources.store`)."""
+    entity = spec.entity
+    table = Target(spec.path, spec.path)
+    quarantine = quarantine_target(spec)
+    checks, rejected_checks = table_checks(spec), quarantine_checks(spec)
+    code = silver_code_version(spec, catalog)
+    uri = the_lake.table_uri("silver", spec.name)
+    quarantine_uri = the_lake.table_uri("silver", QUARANTINE)
+    bronze = sources["bronze"]
+    # Its last version that appended rows: compaction of bronze gives silver nothing to do.
+    bronze_version = content_version(the_lake, bronze.uri)
+    parents = {p: content_version(the_lake, sources[p].uri) for p in spec.parent_tables}
+    step = plan(the_lake, spec, code, bronze_version, parents, full_refresh_asked(context.run))
+    context.log.info(f"{spec.name}: {step.mode} ({step.reason})")
+    cursors = {BRONZE_CURSOR: bronze_version}
+    cursors.update({parent_cursor(p): v for p, v in parents.items()})
+    inputs = inputs_commit_metadata(sources, code, partition_by=",".join(spec.partition_by))
+    run = run_metadata(step.mode, step.reason, engine)
+    with open_session(catalog=catalog) as con:
+        if step.mode == "incremental":
+            try:
+                changed = _stage_changes(
+                    con, the_lake, spec, catalog, sources, step, bronze_version
+                )
+            except ChangesUnavailable as e:
+                step = Plan("full", str(e))
+                context.log.info(f"{spec.name}: full ({step.reason})")
+                run = run_metadata("full", step.reason, engine)
+        if step.mode == "unchanged":
+            yield dg.Output(Unchanged(content_version(the_lake, uri)), output_name="table")
+            yield dg.Output(
+                Unchanged(content_version(the_lake, quarantine_uri, entity.name)),
+                output_name="quarantine",
+            )
+            gates = [(table, checks), (quarantine, rejected_checks)]
+            scope = {}
+        elif step.mode == "full":
+            sources["bronze"].register(con, entity.bronze_table)
+            for parent in spec.parent_tables:
+                sources[parent].register(con, parent)
+            for statement in silver_statements(spec, catalog):
+                con.execute(statement)
+            yield _table_output(context, con, spec, inputs, cursors, run, merge=False)
+            yield _quarantine_output(con, spec, bronze_version, run, merge=False)
+            gates = [(table, checks), (quarantine, rejected_checks)]
+            scope = {}
+        else:
+            quarantine_empty = _quarantine_changes(con, spec) == 0
+            if quarantine_empty:
+                cursors[QUARANTINE_DONE_CURSOR] = bronze_version
+            yield _table_output(context, con, spec, inputs, cursors, run, merge=True)
+            if quarantine_empty:
                 yield dg.Output(
                     Unchanged(content_version(the_lake, quarantine_uri, entity.name)),
                     output_name="quarantine",
                 )
-                gates = [(table, checks), (quarantine, rejected_checks)]
-                scope = {}
-            elif step.mode == "full":
-                sources["bronze"].register(con, entity.bronze_table)
-                for parent in spec.parent_tables:
-                    sources[parent].register(con, parent)
-                for statement in silver_statements(spec, catalog):
-                    con.execute(statement)
-                yield _table_output(context, con, spec, inputs, cursors, run, merge=False)
-                yield _quarantine_output(con, spec, bronze_version, run, merge=False)
-                gates = [(table, checks), (quarantine, rejected_checks)]
-                scope = {}
             else:
-                quarantine_empty = _quarantine_changes(con, spec) == 0
-                if quarantine_empty:
-                    cursors[QUARANTINE_DONE_CURSOR] = bronze_version
-                yield _table_output(context, con, spec, inputs, cursors, run, merge=True)
-                if quarantine_empty:
-                    yield dg.Output(
-                        Unchanged(content_version(the_lake, quarantine_uri, entity.name)),
-                        output_name="quarantine",
-                    )
-                else:
-                    yield _quarantine_output(con, spec, bronze_version, run, merge=True)
-                key = ", ".join(spec.key)
-                gates = [
-                    (
-                        Target(
-                            table.table, table.asset, f"({key}) IN (SELECT {key} FROM changed_keys)"
-                        ),
-                        checks,
+                yield _quarantine_output(con, spec, bronze_version, run, merge=True)
+            key = ", ".join(spec.key)
+            gates = [
+                (
+                    Target(
+                        table.table, table.asset, f"({key}) IN (SELECT {key} FROM changed_keys)"
                     ),
-                    (
-                        Target(
-                            quarantine.table,
-                            quarantine.asset,
-                            f"{quarantine.where} AND (batch_id, source_file, source_line) IN "
-                            "(SELECT _batch_id, _source_file, _source_line FROM restaged)",
-                        ),
-                        rejected_checks,
+                    checks,
+                ),
+                (
+                    Target(
+                        quarantine.table,
+                        quarantine.asset,
+                        f"{quarantine.where} AND (batch_id, source_file, source_line) IN "
+                        "(SELECT _batch_id, _source_file, _source_line FROM restaged)",
                     ),
-                ]
-                scope = {f"bronze/{entity.bronze_table}": "restaged"}
-                if full_checks_asked(context.run):
-                    gates = [(table, checks), (quarantine, rejected_checks)]
-                    scope = {}
-                    context.log.info(f"{spec.name}: {changed} keys changed; checks examine all")
-                else:
-                    context.log.info(
-                        f"{spec.name}: {changed} keys changed; checks examine those rows and the "
-                        "restaged bronze rows"
-                    )
-            yield from run_checks(
-                context,
-                the_lake,
-                [
-                    (gate, gate_checks, version)
-                    for (gate, gate_checks), version in zip(
-                        gates,
-                        [
-                            content_version(the_lake, uri),
-                            content_version(the_lake, quarantine_uri, entity.name),
-                        ],
-                        strict=True,
-                    )
-                ],
-                con,
-                scope,
-            )
-
-    return _asset
+                    rejected_checks,
+                ),
+            ]
+            scope = {f"bronze/{entity.bronze_table}": "restaged"}
+            if full_checks_asked(context.run):
+                gates = [(table, checks), (quarantine, rejected_checks)]
+                scope = {}
+                context.log.info(f"{spec.name}: {changed} keys changed; checks examine all")
+            else:
+                context.log.info(
+                    f"{spec.name}: {changed} keys changed; checks examine those rows and the "
+                    "restaged bronze rows"
+                )
+        yield from run_checks(
+            context,
+            the_lake,
+            [
+                (gate, gate_checks, version)
+                for (gate, gate_checks), version in zip(
+                    gates,
+                    [
+                        content_version(the_lake, uri),
+                        content_version(the_lake, quarantine_uri, entity.name),
+                    ],
+                    strict=True,
+                )
+            ],
+            con,
+            scope,
+        )
 
 
 def _stage_changes(
@@ -318,7 +346,7 @@ def _stage_changes(
         feed = lake.read(bronze.uri, "SELECT * FROM t LIMIT 0")
     con.register("new_bronze_rows", feed)
     columns = ", ".join(f'"{c}"' for c in feed.column_names)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE restaged AS SELECT {columns} FROM new_bronze_rows")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE appended AS SELECT {columns} FROM new_bronze_rows")
     con.unregister("new_bronze_rows")
     lake.register(con, "quarantine_now", lake.table_uri("silver", QUARANTINE))
     con.execute(
@@ -329,12 +357,15 @@ def _stage_changes(
     if con.sql("SELECT count(*) FROM replayed").fetchall()[0][0]:
         bronze.register(con, "bronze_all")
         con.execute(
-            f"INSERT INTO restaged SELECT {columns} FROM bronze_all b "
+            f"CREATE OR REPLACE TEMP TABLE restaged AS SELECT {columns} FROM appended "
+            f"UNION ALL SELECT {columns} FROM bronze_all b "
             "WHERE (b._batch_id, b._source_file, b._source_line) IN "
             "(SELECT batch_id, source_file, source_line FROM replayed) "
             "AND (b._batch_id, b._source_file, b._source_line) NOT IN "
-            "(SELECT _batch_id, _source_file, _source_line FROM restaged)"
+            "(SELECT _batch_id, _source_file, _source_line FROM appended)"
         )
+    else:
+        con.execute("CREATE OR REPLACE TEMP VIEW restaged AS SELECT * FROM appended")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {entity.bronze_table} AS SELECT * FROM restaged")
     for parent in spec.parent_tables:
         sources[parent].register(con, parent)
@@ -350,10 +381,11 @@ def _stage_changes(
         "CREATE OR REPLACE TEMP TABLE table_rows AS SELECT * FROM table_now "
         f"WHERE ({key}) IN (SELECT {key} FROM {spec.name})"
     )
+    columns = ", ".join(con.sql(f"SELECT * FROM {spec.name}").columns)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE changes AS SELECT * EXCLUDE (_is_new) FROM ("
-        f"SELECT *, true AS _is_new FROM {spec.name} "
-        "UNION ALL BY NAME SELECT *, false AS _is_new FROM table_rows) "
+        f"CREATE OR REPLACE TEMP TABLE changes AS SELECT {columns} FROM ("
+        f"SELECT {columns}, true AS _is_new FROM {spec.name} "
+        f"UNION ALL SELECT {columns}, false AS _is_new FROM table_rows) "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}, _is_new) = 1 "
         "AND _is_new"
     )
@@ -365,11 +397,15 @@ def _quarantine_changes(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:
     """The quarantine merge of an incremental step (`quarantine_changes`): the restaged records
     that failed a rule (new, or orphans again), and a delete for each replayed orphan that now
     passes. Returns its number of rows."""
+    replayed = {"entity": f"'{spec.entity.name}'", "batch_id": "r.batch_id"}
+    replayed.update(source_file="r.source_file", source_line="r.source_line")
+    columns = con.sql(quarantine_sql(spec)).columns
     con.execute(
         "CREATE OR REPLACE TEMP TABLE quarantine_changes AS "
-        f"SELECT *, false AS {DELETE_COLUMN} FROM ({quarantine_sql(spec)}) "
-        f"UNION ALL BY NAME SELECT '{spec.entity.name}' AS entity, batch_id, source_file, "
-        f"source_line, true AS {DELETE_COLUMN} FROM replayed r WHERE NOT EXISTS ("
+        f"SELECT {', '.join(columns)}, false AS {DELETE_COLUMN} FROM ({quarantine_sql(spec)}) "
+        "UNION ALL SELECT "
+        + "".join(f"{replayed.get(c, 'NULL')} AS {c}, " for c in columns)
+        + f"true AS {DELETE_COLUMN} FROM replayed r WHERE NOT EXISTS ("
         f"SELECT 1 FROM {staged_table(spec)} s WHERE s._reject_reason IS NOT NULL "
         "AND s._batch_id = r.batch_id AND s._source_file = r.source_file "
         "AND s._source_line = r.source_line)"
@@ -466,5 +502,5 @@ def _table_output(
     )
 
 
-def silver_assets(catalog: Catalog = CATALOG) -> list[dg.AssetsDefinition]:
-    return [_silver_asset(spec, catalog) for spec in catalog.silver]
+def silver_assets(catalog: Catalog = CATALOG, engine: str = DUCKDB) -> list[dg.AssetsDefinition]:
+    return [_silver_asset(spec, catalog, engine) for spec in catalog.silver]
