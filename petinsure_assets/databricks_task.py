@@ -168,7 +168,10 @@ def pipes_metadata(metadata: dict[str, Any]) -> dict[str, pipes.PipesMetadataVal
     """Dagster metadata values as Pipes sends them (typed raw values)."""
     out: dict[str, pipes.PipesMetadataValue] = {}
     for name, value in metadata.items():
-        value = dg.MetadataValue.text(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = dg.MetadataValue.text(value)
+        elif isinstance(value, dg.TableSchema):
+            value = dg.MetadataValue.table_schema(value)
         if isinstance(value, dg.TableSchemaMetadataValue):
             columns = [{"name": c.name, "type": c.type} for c in value.schema.columns]
             out[name] = {"raw_value": {"columns": columns}, "type": "table_schema"}

@@ -128,15 +128,17 @@ class SparkConnection:
 
 
 def _spark_compatible_schema(schema: pa.Schema) -> pa.Schema:
-    """Arrow types Spark reads: view and large strings as strings."""
-    return pa.schema(
-        [
-            f.with_type(pa.string())
-            if pa.types.is_string_view(f.type) or pa.types.is_large_string(f.type)
-            else f
-            for f in schema
-        ]
-    )
+    """Arrow types Spark reads: view and large strings as strings, unsigned integers (a change
+    feed's `_commit_version`) as BIGINT."""
+
+    def spark_type(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+            return pa.string()
+        if pa.types.is_unsigned_integer(t):
+            return pa.int64()
+        return t
+
+    return pa.schema([f.with_type(spark_type(f.type)) for f in schema])
 
 
 def _spark_compatible(table: pa.Table) -> pa.Table:
