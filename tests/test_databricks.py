@@ -356,8 +356,9 @@ def test_a_failing_spark_task_fails_the_step_and_writes_nothing(
     run = list(workspace.runs.values())[-1]
     assert run.result_state == "FAILED"
     (failure,) = [e for e in result.all_events if e.is_step_failure]
-    message = failure.event_specific_data.error.message
-    assert "Error running Databricks job" in message and "CAST_INVALID_INPUT" in message
+    message = failure.event_specific_data.error.cause.message
+    assert message.startswith("dagster._core.errors.DagsterPipesExecutionError: Error running ")
+    assert "CAST_INVALID_INPUT" in message and "'many'" in message
     assert lake.lake.delta_table(uri).version() == before
 
 
@@ -372,7 +373,7 @@ def test_a_failed_blocking_check_reported_from_spark_stops_downstream(
         + CATALOG.sql("gold/provider_performance").rstrip().rstrip(";")
         + ") p\nUNION ALL SELECT * FROM ("
         + CATALOG.sql("gold/provider_performance").rstrip().rstrip(";")
-        + ") q WHERE q.provider_id = 'PRV-0001'\n",
+        + ") q\nWHERE q.provider_id = (SELECT min(provider_id) FROM dim_providers)\n",
     )
     result = _run(
         pytest.MonkeyPatch(),
@@ -406,7 +407,8 @@ def test_a_cancelled_run_cancels_the_databricks_run(databricks_run, workspace, t
         "monthly_kpis",
         "SELECT * FROM ("
         + CATALOG.sql("gold/monthly_kpis").rstrip().rstrip(";")
-        + ") k WHERE (SELECT count(*) FROM range(1000000000000)) > 0\n",
+        + ") k WHERE (SELECT count(*) FROM dim_customers a, dim_customers b, dim_customers c, dim_customers d)"
+        + " > 0\n",
     )
     uri = lake.lake.table_uri("gold", "monthly_kpis")
     before = lake.lake.delta_table(uri).version()
