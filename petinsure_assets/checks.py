@@ -66,7 +66,7 @@ class Check:
 class Outcome:
     check: Check
     failing_rows: int
-    sample: pa.Table
+    sample: pa.Table | None  # of the failing rows; None when none fail
     extra: dict = field(default_factory=dict)
 
     @property
@@ -333,13 +333,27 @@ def _evaluate(
             continue
         used_layer, used_name = used.split("/")
         lake.register(con, _name(used), lake.table_uri(used_layer, used_name))
+    if not checks:
+        return []
+    # Every check's failing rows counted in one query (on Spark, one job instead of one per
+    # check); a sample is read only of the checks that fail (usually none).
+    counts = dict(
+        con.sql(
+            " UNION ALL ".join(
+                f"SELECT {i} AS i, count(*) AS n FROM ({check.sql})"
+                for i, check in enumerate(checks)
+            )
+        ).fetchall()
+    )
     outcomes = []
-    for check in checks:
-        # Once per check: the failing rows (usually none) are kept for their count and sample.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE failing AS SELECT * FROM ({check.sql})")
-        (count,) = con.sql("SELECT count(*) FROM failing").fetchall()[0]
-        sample = con.sql(f"SELECT * FROM failing LIMIT {SAMPLE_ROWS}").to_arrow_table()
-        outcomes.append(Outcome(check, int(count), sample))
+    for i, check in enumerate(checks):
+        count = int(counts[i])
+        sample = (
+            con.sql(f"SELECT * FROM ({check.sql}) LIMIT {SAMPLE_ROWS}").to_arrow_table()
+            if count
+            else None
+        )
+        outcomes.append(Outcome(check, count, sample))
     return outcomes
 
 

@@ -99,6 +99,11 @@ class _TaskContext:
     run: _Run
 
 
+def task_context(log: logging.Logger, run_id: str, tags: dict[str, str]) -> _TaskContext:
+    """What a step run outside Dagster is given for its context."""
+    return _TaskContext(log, _Run(run_id, dict(tags)))
+
+
 def task_lake(location: dict[str, str], secret_scope: str = "") -> Lake:
     """The lake the orchestrator named (`location`: a local root, or an ADLS account with its
     endpoint and containers), with the credential of the cluster's environment."""
@@ -198,7 +203,7 @@ def run(context: pipes.PipesContext, spark) -> None:
     catalog = load_catalog(Path(extras["catalog"])) if extras.get("catalog") else CATALOG
     lake = task_lake(extras["lake"], extras.get("secret_scope", ""))
     as_of = dt.date.fromisoformat(extras["as_of"]) if extras.get("as_of") else None
-    step_context = _TaskContext(context.log, _Run(context.run_id, dict(extras.get("tags", {}))))
+    step_context = task_context(context.log, context.run_id, extras.get("tags", {}))
     context.log.info(f"{extras['step']} on Spark {spark.version}")
     for item in step_results(spark, lake, catalog, extras["step"], as_of, step_context):
         if isinstance(item, dg.AssetCheckResult):

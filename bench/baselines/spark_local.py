@@ -1,7 +1,15 @@
-"""Spark baseline: the product's own silver + gold SQL, translated by `petinsure_assets.spark_sql`,
-run on Spark in local mode over the lake's bronze tables.
+"""Spark baseline: the product's Databricks engine on Spark in local mode (local[2]) over the lake's
+bronze tables.
 
     .venv/bin/python -m bench.baselines.spark_local --lake ./lake --as-of 2026-01-31 --out /tmp/sg
+
+`main` (what `make bench` runs) copies the lake's bronze into a lake of its own under --out and
+runs every silver and gold step there through the Databricks task's entry point
+(`petinsure_assets.databricks_task.step_results`: the same step code, translated SQL, delta-rs
+commits and checks as on a cluster, without the Pipes transport), then writes each gold table as
+Parquet for the comparison with the product's. `run` is the whole program as one translated
+script in one session (`spark_sql.run_on_spark`), which tests/test_spark_sql.py compares table by
+table on hostile inputs.
 
 Bronze is Delta (delta-rs). The Delta Lake jars cannot be loaded here (no Maven access), so Spark
 reads the Parquet data files of each table's current version, listed from the Delta log by
@@ -84,6 +92,37 @@ def run(lake_root: str, as_of: dt.date, out_dir: str, spark=None) -> dict[str, i
             spark.stop()
 
 
+def run_engine(lake_root: str, as_of: dt.date, out_dir: str, spark=None) -> dict[str, int]:
+    """Every silver and gold step through the Databricks task on a copy of the lake's bronze
+    (a full refresh, in catalog order); each gold table written as <out_dir>/<table>.parquet.
+    Returns {table: rows}."""
+    import logging
+    import shutil
+
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from petinsure_assets.catalog import CATALOG
+    from petinsure_assets.databricks_task import step_results, task_context
+    from petinsure_assets.resources import FULL_REFRESH_TAG
+
+    own = Lake(root=os.path.join(out_dir, "lake"))
+    shutil.copytree(os.path.join(lake_root, "bronze"), own.layer("bronze"), dirs_exist_ok=True)
+    spark = spark or spark_session()
+    context = task_context(logging.getLogger("spark-baseline"), "bench", {FULL_REFRESH_TAG: "true"})
+    rows: dict[str, int] = {}
+    for spec in (*CATALOG.silver, *CATALOG.gold):
+        for item in step_results(spark, own, CATALOG, spec.path, as_of, context):
+            if isinstance(item, dg.AssetCheckResult) and not item.passed:
+                raise RuntimeError(f"{spec.path}: check {item.check_name} failed on Spark")
+        uri = own.table_uri(spec.layer, spec.name)
+        rows[spec.name] = own.delta_table(uri).count()
+        if spec.layer == "gold":
+            pq.write_table(own.read(uri), os.path.join(out_dir, f"{spec.name}.parquet"))
+    shutil.rmtree(own.root)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lake", required=True, help="lake root (a folder with bronze/)")
@@ -96,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder for the gold Parquet output")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    rows = run(args.lake, args.as_of, args.out)
+    rows = run_engine(args.lake, args.as_of, args.out)
     print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "rows": rows}, indent=2))
 
 
