@@ -317,7 +317,9 @@ def test_incremental_run_on_databricks_equals_duckdb(databricks_run, workspace, 
     assert result.success
     modes = {
         m.asset_key.to_user_string(): m.metadata["run_mode"].value
-        for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
+        for m in (
+            e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+        )
         if "run_mode" in m.metadata
     }
     assert modes["silver/fact_claims"] == "incremental"
