@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup java demo test ui api bench clean
+.PHONY: setup java demo test ui api bench wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ api: setup
 # writes docs/performance.md. Fewer sizes: make bench ARGS="--claims 15000 1000000".
 bench: setup java
 	$(PY) -m bench.run $(ARGS)
+
+# The package wheel for a Databricks cluster or serverless environment (README, "Databricks").
+wheel: setup
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 clean:
 	rm -rf lake .dagster_home

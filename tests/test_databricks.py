@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster import AssetKey
 
 import petinsure_assets.databricks_task as task_module
 from petinsure_assets.catalog import CATALOG, SQL_DIR, load_catalog
@@ -238,51 +239,76 @@ def test_results_and_metadata_come_back_through_pipes(databricks_run):
     lake, result, _ = databricks_run
     materialized = {
         m.asset_key.to_user_string(): m.metadata
-        for m in result.get_asset_materialization_events()
-        and [
+        for m in (
             e.event_specific_data.materialization for e in result.get_asset_materialization_events()
-        ]
+        )
     }
-    for layer, table in TABLES:
-        if table == "quarantine":
-            continue
-        key = f"{layer}/{table}"
-        metadata = materialized[key]
+    for spec in CATALOG.tables:
+        metadata = materialized[spec.path]
         assert metadata["engine"].value == "databricks"
         assert metadata["run_mode"].value == "full"
-        uri = lake.lake.table_uri(layer, table)
-        assert metadata["dagster/row_count"].value == lake.lake.delta_table(uri).count()
-        assert metadata["delta_version"].value == lake.lake.delta_table(uri).version()
+        table = lake.lake.delta_table(lake.lake.table_uri(spec.layer, spec.name))
+        assert metadata["dagster/row_count"].value == table.count()
+        assert metadata["delta_version"].value == table.version()
         assert metadata["Databricks Job Run ID"].value.isdigit()
-    claims = materialized["silver/quarantine/claims"]
-    assert (
-        claims["dagster/row_count"].value
-        == lake.lake.read(
-            lake.lake.table_uri("silver", "quarantine"),
-            "SELECT count(*) AS n FROM t WHERE entity = 'claims'",
+        assert [c.name for c in metadata["dagster/column_schema"].schema.columns] == (
+            table.schema().to_arrow().names
         )
-        .column("n")[0]
-        .as_py()
-    )
+    quarantined = lake.lake.read(
+        lake.lake.table_uri("silver", "quarantine"),
+        "SELECT entity, count(*) AS n FROM t GROUP BY ALL",
+    ).to_pylist()
+    for row in quarantined:
+        part = materialized[f"silver/quarantine/{row['entity']}"]
+        assert part["dagster/row_count"].value == row["n"]
+        assert part["engine"].value == "databricks"
+    # Every check of every silver and gold table and part, evaluated on Spark, came back.
     evaluations = [
         e.event_specific_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_key.path[0] in ("silver", "gold")
+        and "exports" not in e.event_specific_data.asset_key.path
+        and e.event_specific_data.asset_key.path[-1] != "api_snapshot"
     ]
-    repo_checks = {
-        (c.asset_key.to_user_string(), c.name)
-        for c in result.dagster_run.asset_check_selection or []
+    repo = build_definitions(str(lake.root), engine="duckdb").get_repository_def()
+    keys = {AssetKey(s.path.split("/")) for s in CATALOG.tables}
+    keys |= {AssetKey(["silver", "quarantine", s.entity.name]) for s in CATALOG.silver}
+    expected = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in repo.asset_graph.get_check_keys_for_assets(keys)
     }
-    silver_gold = [
-        ev
-        for ev in evaluations
-        if ev.asset_key.path[0] in ("silver", "gold") and "exports" not in ev.asset_key.path
-    ]
-    assert len(silver_gold) >= 90 - 10  # the blocking checks of every table and part
-    assert all(ev.passed for ev in silver_gold)
+    assert {(e.asset_key.to_user_string(), e.check_name) for e in evaluations} == expected
+    assert len(evaluations) == len(expected) and all(e.passed for e in evaluations)
     logs = "\n".join(str(e.message) for e in result.all_events if e.message)
     assert TOKEN not in logs and LAKE_KEY not in logs
-    del repo_checks
+
+
+def test_the_wheel_carries_the_task_and_the_catalog(tmp_path):
+    """What a cluster installs: the task file, every SQL file and spec of the catalog."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(task_module.__file__).parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--wheel-dir", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("petinsure_assets-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    catalog = {
+        str(p.relative_to(root))
+        for p in (root / "petinsure_assets" / "sql").rglob("*")
+        if p.suffix in (".sql", ".toml")
+    }
+    assert len(catalog) == 2 * len(CATALOG.tables) + 1 + len(
+        list((root / "petinsure_assets" / "sql" / "gold" / "views").glob("*.sql"))
+    )
+    assert catalog <= names
+    assert "petinsure_assets/databricks_task.py" in names
 
 
 def test_incremental_run_on_databricks_equals_duckdb(databricks_run, workspace, tmp_path):
