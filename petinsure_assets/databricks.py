@@ -67,7 +67,11 @@ class DatabricksEngine(EngineResource):
     wheel: str = Field(default="", description="The package wheel on DBFS, a volume or a URL.")
     task_file: str = Field(description="databricks_task.py uploaded to DBFS or a volume.")
     secret_scope: str = Field(default="", description="Secret scope of the lake's credential.")
-    poll_interval_seconds: float = 5.0
+    poll_interval_seconds: float = Field(
+        default=2.0,
+        description="How often the run's state and its Pipes messages are read (each a request "
+        "to the workspace); a step ends at most this long after its task.",
+    )
 
     @property
     def name(self) -> str:
@@ -86,6 +90,8 @@ class DatabricksEngine(EngineResource):
         from dagster_databricks.pipes import (
             PipesDatabricksClient,
             PipesDatabricksServerlessClient,
+            PipesDbfsMessageReader,
+            PipesUnityCatalogVolumesMessageReader,
         )
 
         client = self.workspace_client()
@@ -93,10 +99,20 @@ class DatabricksEngine(EngineResource):
             return PipesDatabricksServerlessClient(
                 client,
                 volume_path=self.serverless_volume,
+                message_reader=PipesUnityCatalogVolumesMessageReader(
+                    client=client,
+                    volume_path=self.serverless_volume,
+                    interval=self.poll_interval_seconds,
+                ),
                 poll_interval_seconds=self.poll_interval_seconds,
             )
         return PipesDatabricksClient(
-            client, env=self.cluster_env(), poll_interval_seconds=self.poll_interval_seconds
+            client,
+            env=self.cluster_env(),
+            message_reader=PipesDbfsMessageReader(
+                client=client, interval=self.poll_interval_seconds
+            ),
+            poll_interval_seconds=self.poll_interval_seconds,
         )
 
     def cluster_env(self) -> dict[str, str]:
