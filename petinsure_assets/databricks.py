@@ -55,6 +55,7 @@ SERVERLESS_ENVIRONMENT = "petinsure"
 class DatabricksEngine(EngineResource):
     """Silver and gold on Databricks through Dagster Pipes (databricks.py)."""
 
+    engine: str = DATABRICKS
     host: str = Field(description="Workspace URL (DATABRICKS_HOST).")
     token: str = Field(default="", description="Personal access token (DATABRICKS_TOKEN).")
     client_id: str = Field(default="", description="Service principal (DATABRICKS_CLIENT_ID).")
@@ -72,10 +73,6 @@ class DatabricksEngine(EngineResource):
         description="How often the run's state and its Pipes messages are read (each a request "
         "to the workspace); a step ends at most this long after its task.",
     )
-
-    @property
-    def name(self) -> str:
-        return DATABRICKS
 
     def workspace_client(self):
         from databricks.sdk import WorkspaceClient

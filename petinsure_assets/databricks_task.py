@@ -242,4 +242,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # Not entry_point.run_and_exit: on Databricks this file runs inside the driver's Python
+    # process, which reports the task's outcome itself and is not the task's to end.
     main()

@@ -7,7 +7,8 @@ import dagster as dg
 from petinsure_assets.automation import apply_policies, jobs, schedules, sensors
 from petinsure_assets.bronze import bronze_assets, raw_sources
 from petinsure_assets.catalog import CATALOG, Catalog
-from petinsure_assets.engines import engine_from_env
+from petinsure_assets.databricks import databricks_engine_from_env
+from petinsure_assets.engines import DATABRICKS, engine_from_env
 from petinsure_assets.gold import gold_assets
 from petinsure_assets.instance import relax_sqlite_durability
 from petinsure_assets.maintenance import maintain_lake, weekly_maintenance
@@ -39,7 +40,9 @@ def build_definitions(
         jobs=[*jobs, maintain_lake],
         schedules=[*schedules, weekly_maintenance],
         sensors=sensors,
-        resources=build_resources(lake_root, engine),
+        resources=build_resources(
+            lake_root, databricks_engine_from_env() if engine == DATABRICKS else None
+        ),
         # Every run in one process (the UI's and the automation sensor's too): a run holds the
         # lake's writer lock for its whole length (lock.py), which step processes could not share.
         executor=dg.in_process_executor,

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import dagster as dg
+from pydantic import Field
 
 ENGINE_ENV = "PETINSURE_ENGINE"
 DUCKDB, DATABRICKS = "duckdb", "databricks"
@@ -54,9 +55,13 @@ class EngineResource(dg.ConfigurableResource):
     """The DuckDB engine: a step runs here, in this process (the Databricks engine,
     `databricks.DatabricksEngine`, is a subclass that submits it instead)."""
 
+    engine: str = Field(
+        default=DUCKDB, description="Where silver and gold compute (PETINSURE_ENGINE)."
+    )
+
     @property
     def name(self) -> str:
-        return DUCKDB
+        return self.engine
 
     def run_step(
         self,

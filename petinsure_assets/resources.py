@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from petinsure_assets.azure import Credential, ServicePrincipal, azure_lake, verify
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
-from petinsure_assets.engines import DATABRICKS, DUCKDB, EngineResource
+from petinsure_assets.engines import EngineResource
 from petinsure_assets.lake import (
     CURSOR_ONLY_COMMIT_KEY,
     DEFAULT_LAKE_ROOT,
@@ -466,19 +466,15 @@ def lake_resource_from_env(lake_root: str | None = None, *, resolve: bool = Fals
     )
 
 
-def build_resources(lake_root: str | None = None, engine: str = DUCKDB) -> dict[str, Any]:
+def build_resources(
+    lake_root: str | None = None, engine: EngineResource | None = None
+) -> dict[str, Any]:
     """The resources of the code location; the lake from the argument, else the environment;
-    the engine named (engines.py), the Databricks one configured from the environment."""
+    the engine given (default: DuckDB, in this process)."""
     lake = lake_resource_from_env(lake_root)
-    if engine == DATABRICKS:
-        from petinsure_assets.databricks import databricks_engine_from_env
-
-        compute: EngineResource = databricks_engine_from_env()
-    else:
-        compute = EngineResource()
     return {
         "lake": lake,
-        "engine": compute,
+        "engine": engine or EngineResource(),
         "io_manager": DeltaIOManager(lake=lake),
         "reporting_date": ReportingDate.configure_at_launch(),
         # An EnvVar keeps the webhook URL (a secret) out of the UI's resource config.

@@ -15,7 +15,8 @@ from petinsure_assets.lake import Lake
 # pyproject.toml) splits the tests between its workers in collection order, so these start
 # first and the short ones fill in at the end. Only the order changes; every test runs.
 SLOW_MODULES = (
-    "test_bench.py",  # one test of a minute: first, so that it does not end the run alone
+    "test_databricks.py",  # the whole graph twice on local Spark: about five minutes on one worker
+    "test_bench.py",  # one test of a minute: early, so that it does not end the run alone
     "test_ui.py",
     "test_spark_sql.py",
     "test_azure.py",

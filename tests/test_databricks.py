@@ -135,7 +135,6 @@ def _bronze_copy(demo_lake: LakeFixture, dest: Path) -> LakeFixture:
 
 
 def _run(
-    monkeypatch,
     lake: LakeFixture,
     engine: DatabricksEngine,
     *,
@@ -143,30 +142,31 @@ def _run(
     selection=None,
     catalog=CATALOG,
     tags=None,
-    instance=None,
 ):
-    for name, value in DATABRICKS_ENV.items():
-        monkeypatch.setenv(name, value)
-    defs = build_definitions(str(lake.root), catalog=catalog)
-    resources = {**defs.resources, "engine": engine}
-    config = {"resources": {"reporting_date": {"config": {"as_of": DEMO_AS_OF}}}}
-    if selection is not None:
-        assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-        return dg.materialize(
-            assets,
-            selection=selection,
-            resources=resources,
-            run_config=config,
-            raise_on_error=False,
-            tags=tags,
-            instance=instance,
+    """Run `job` (or materialize `selection`) with the Databricks engine `engine`, the
+    environment of DATABRICKS_ENV set for the definitions and the run only."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in DATABRICKS_ENV.items():
+            env.setenv(name, value)
+        defs = build_definitions(str(lake.root), catalog=catalog)
+        resources = {**defs.resources, "engine": engine}
+        config = {"resources": {"reporting_date": {"config": {"as_of": DEMO_AS_OF}}}}
+        if selection is not None:
+            assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+            return dg.materialize(
+                assets,
+                selection=selection,
+                resources=resources,
+                run_config=config,
+                raise_on_error=False,
+                tags=tags,
+            )
+        merged = dg.Definitions(
+            assets=defs.assets, jobs=defs.jobs, resources=resources, executor=dg.in_process_executor
         )
-    merged = dg.Definitions(
-        assets=defs.assets, jobs=defs.jobs, resources=resources, executor=dg.in_process_executor
-    )
-    return merged.resolve_job_def(job).execute_in_process(
-        run_config=config, raise_on_error=False, tags=tags, instance=instance
-    )
+        return merged.resolve_job_def(job).execute_in_process(
+            run_config=config, raise_on_error=False, tags=tags
+        )
 
 
 def _engine(**overrides) -> FakeDatabricksEngine:
@@ -206,11 +206,9 @@ def _assert_same_tables(actual: LakeFixture, expected: LakeFixture):
 @pytest.fixture(scope="module")
 def databricks_run(workspace, demo_lake, tmp_path_factory):
     """The main job on the Databricks engine (a job cluster) over the demo lake's bronze."""
-    monkeypatch = pytest.MonkeyPatch()
     lake = _bronze_copy(demo_lake, tmp_path_factory.mktemp("on_databricks") / "lake")
     submitted_before = len(workspace.submitted)
-    result = _run(monkeypatch, lake, _engine())
-    monkeypatch.undo()
+    result = _run(lake, _engine())
     return lake, result, workspace.submitted[submitted_before:]
 
 
@@ -337,9 +335,7 @@ def test_incremental_run_on_databricks_equals_duckdb(databricks_run, workspace, 
     newer.update(updated_at="2026-01-22T09:00:00")
     lake.write_raw("claims", "CLM-00099999_20260121_100000_000000.json", json.dumps(claim))
     lake.write_raw("claims", "CLM-00000433_20260122_090000_000000.json", json.dumps(newer))
-    monkeypatch = pytest.MonkeyPatch()
-    result = _run(monkeypatch, lake, _engine())
-    monkeypatch.undo()
+    result = _run(lake, _engine())
     assert result.success
     modes = {
         m.asset_key.to_user_string(): m.metadata["run_mode"].value
@@ -377,9 +373,7 @@ def test_a_failing_spark_task_fails_the_step_and_writes_nothing(
     )
     uri = lake.lake.table_uri("gold", "monthly_kpis")
     before = lake.lake.delta_table(uri).version()
-    result = _run(
-        pytest.MonkeyPatch(), lake, _engine(), selection="gold/monthly_kpis", catalog=catalog
-    )
+    result = _run(lake, _engine(), selection="gold/monthly_kpis", catalog=catalog)
     assert not result.success
     run = list(workspace.runs.values())[-1]
     assert run.result_state == "FAILED"
@@ -404,7 +398,6 @@ def test_a_failed_blocking_check_reported_from_spark_stops_downstream(
         + ") q\nWHERE q.provider_id = (SELECT min(provider_id) FROM dim_providers)\n",
     )
     result = _run(
-        pytest.MonkeyPatch(),
         lake,
         _engine(),
         selection="gold/provider_performance*",
@@ -442,30 +435,33 @@ def test_a_cancelled_run_cancels_the_databricks_run(databricks_run, workspace, t
     before = lake.lake.delta_table(uri).version()
     started = len(workspace.runs)
 
+    finished = threading.Event()
+
     def interrupt_when_running():
-        while True:
+        # Once the task's Spark job runs: what terminating the Dagster run sends its process.
+        while not finished.wait(0.1):
             runs = list(workspace.runs.values())[started:]
             if (
                 runs
                 and runs[0].life_cycle_state == "RUNNING"
                 and workspace.spark.sparkContext.statusTracker().getActiveJobsIds()
             ):
-                os.kill(os.getpid(), signal.SIGINT)  # what terminating the Dagster run sends
-                return
-            if runs and runs[0].done.wait(0.2):
+                os.kill(os.getpid(), signal.SIGINT)
                 return
 
     interrupter = threading.Thread(target=interrupt_when_running, daemon=True)
     interrupter.start()
-    result = _run(
-        pytest.MonkeyPatch(),
-        lake,
-        _engine(),
-        selection="gold/monthly_kpis",
-        catalog=catalog,
-        tags={FULL_REFRESH_TAG: "true"},
-    )
-    interrupter.join()
+    try:
+        result = _run(
+            lake,
+            _engine(),
+            selection="gold/monthly_kpis",
+            catalog=catalog,
+            tags={FULL_REFRESH_TAG: "true"},
+        )
+    finally:
+        finished.set()
+        interrupter.join()
     run = list(workspace.runs.values())[started]
     assert run.cancelled and run.result_state == "CANCELED"
     assert not result.success
