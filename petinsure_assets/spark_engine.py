@@ -56,12 +56,13 @@ class SparkConnection:
     """One step's Spark session (its own temp views: `SparkSession.newSession`) that runs the
     DuckDB statements of the product's steps."""
 
-    def __init__(self, spark: SparkSession, as_of: dt.date | None):
+    def __init__(self, spark: SparkSession, as_of: dt.date | None, catalog: Catalog = CATALOG):
         self.spark = spark.newSession()
         self.values = variables(as_of)
+        self.catalog = catalog
 
     def _spark_sql(self, tree: exp.Expression) -> str:
-        return to_spark(tree, self.values)
+        return to_spark(tree, self.values, self.catalog)
 
     def execute(self, sql: str) -> SparkConnection:
         for tree in sqlglot.parse(sql, read=READ):
@@ -166,7 +167,7 @@ def session_opener(spark: SparkSession):
     def open_session(
         as_of: dt.date | None = None, catalog: Catalog = CATALOG
     ) -> Iterator[SparkConnection]:
-        con = SparkConnection(spark, as_of)
+        con = SparkConnection(spark, as_of, catalog)
         try:
             yield con
         finally:

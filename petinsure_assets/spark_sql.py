@@ -31,7 +31,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
-from petinsure_assets.catalog import CATALOG
+from petinsure_assets.catalog import CATALOG, Catalog
 from petinsure_assets.queries import quarantine_union_sql, silver_statements
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
@@ -137,10 +137,11 @@ class Macro(NamedTuple):
 
 
 @cache
-def macros() -> dict[str, Macro]:
-    """The CREATE MACRO definitions of macros.sql, parsed: name -> (parameters, body)."""
+def macros(catalog: Catalog = CATALOG) -> dict[str, Macro]:
+    """The CREATE MACRO definitions of the catalog's macros.sql, parsed: name -> (parameters,
+    body)."""
     out: dict[str, Macro] = {}
-    for statement in sqlglot.parse(CATALOG.sql("macros"), read=READ):
+    for statement in sqlglot.parse(catalog.sql("macros"), read=READ):
         if not (isinstance(statement, exp.Create) and statement.kind == "MACRO"):
             raise ValueError(f"macros.sql: not a macro: {statement.sql(READ)[:80]}")
         signature = statement.this
@@ -541,9 +542,9 @@ def _bottom_up(
     return tree
 
 
-def to_spark(tree: exp.Expression, values: Mapping[str, object]) -> str:
-    """One parsed DuckDB query (macros not yet expanded) as Spark SQL."""
-    tree = expand_macros(tree.copy())
+def to_spark(tree: exp.Expression, values: Mapping[str, object], catalog: Catalog = CATALOG) -> str:
+    """One parsed DuckDB query (the catalog's macros not yet expanded) as Spark SQL."""
+    tree = expand_macros(tree.copy(), macros(catalog))
     tree = substitute_variables(tree, values)
     tree = _row_structs(tree)
     for transform in _NODE_TRANSFORMS:

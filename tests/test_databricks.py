@@ -355,10 +355,13 @@ def test_incremental_run_on_databricks_equals_duckdb(databricks_run, workspace, 
 # ---- failure, cancellation, a failed blocking check -------------------------------------------
 
 
-def _catalog(tmp_path: Path, table: str, sql: str):
+def _catalog(tmp_path: Path, table: str, template: str):
+    """A copy of the catalog whose gold `table` runs `template`, its "{query}" the table's own
+    query."""
     root = tmp_path / "sql"
     shutil.copytree(SQL_DIR, root)
-    (root / "gold" / f"{table}.sql").write_text(sql)
+    query = CATALOG.sql(f"gold/{table}").rstrip().rstrip(";")
+    (root / "gold" / f"{table}.sql").write_text(template.replace("{query}", query))
     return load_catalog(root)
 
 
@@ -369,7 +372,7 @@ def test_a_failing_spark_task_fails_the_step_and_writes_nothing(
     catalog = _catalog(
         tmp_path,
         "monthly_kpis",
-        CATALOG.sql("gold/monthly_kpis").rstrip().rstrip(";") + "\nLIMIT CAST('many' AS INTEGER)\n",
+        "{query}\nLIMIT CAST('many' AS INTEGER)\n",
     )
     uri = lake.lake.table_uri("gold", "monthly_kpis")
     before = lake.lake.delta_table(uri).version()
@@ -391,11 +394,8 @@ def test_a_failed_blocking_check_reported_from_spark_stops_downstream(
     catalog = _catalog(
         tmp_path,
         "provider_performance",
-        "SELECT * FROM ("
-        + CATALOG.sql("gold/provider_performance").rstrip().rstrip(";")
-        + ") p\nUNION ALL SELECT * FROM ("
-        + CATALOG.sql("gold/provider_performance").rstrip().rstrip(";")
-        + ") q\nWHERE q.provider_id = (SELECT min(provider_id) FROM dim_providers)\n",
+        "SELECT * FROM ({query}) p\nUNION ALL SELECT * FROM ({query}) q\n"
+        "WHERE q.provider_id = (SELECT min(provider_id) FROM dim_providers)\n",
     )
     result = _run(
         lake,
@@ -426,10 +426,8 @@ def test_a_cancelled_run_cancels_the_databricks_run(databricks_run, workspace, t
     catalog = _catalog(
         tmp_path,
         "monthly_kpis",
-        "SELECT * FROM ("
-        + CATALOG.sql("gold/monthly_kpis").rstrip().rstrip(";")
-        + ") k WHERE (SELECT count(*) FROM dim_customers a, dim_customers b, dim_customers c, dim_customers d)"
-        + " > 0\n",
+        "SELECT * FROM ({query}) k WHERE (SELECT count(*) FROM "
+        "dim_customers a, dim_customers b, dim_customers c, dim_customers d) > 0\n",
     )
     uri = lake.lake.table_uri("gold", "monthly_kpis")
     before = lake.lake.delta_table(uri).version()
