@@ -15,10 +15,20 @@ never stepped over by automation.
 Alerts: a failed run is logged and posted to the webhook of `PETINSURE_ALERT_WEBHOOK_URL` when it
 is set (JSON: kind, run id, job, message, failed blocking checks). A failed blocking check always
 fails its run (Dagster raises after reporting it), so this one sensor alerts on both.
+
+Sensor intervals: `raw_files_sensor` and `exports_sensor` tick at most every
+`PETINSURE_RAW_SENSOR_INTERVAL_SECONDS` and `PETINSURE_EXPORTS_SENSOR_INTERVAL_SECONDS` seconds
+(default 30 each), read when the definitions load; anything but a whole number of seconds, 1 or
+more, stops the code location from loading with a message naming the variable. The Dagster
+daemon evaluates sensors in a loop that runs at most every 5 s (`MIN_INTERVAL_LOOP_TIME` in
+dagster/_daemon/sensor.py, dagster 1.13), so 5 is the shortest interval that has an effect: a
+smaller one still ticks every 5 s. A new raw file waits up to one interval (plus the loop's 5 s)
+for the raw sensor, the finished refresh as long for the exports sensor.
 """
 
 import hashlib
 import json
+import math
 import os
 import time
 from datetime import timedelta
@@ -28,6 +38,7 @@ import dagster as dg
 from petinsure_assets import contracts
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
 from petinsure_assets.ingest import list_raw_files, read_ledger
+from petinsure_assets.lock import _number_from_env
 from petinsure_assets.queries import output_schemas
 from petinsure_assets.resources import (
     FULL_CHECKS_TAG,
@@ -133,6 +144,30 @@ daily_refresh = dg.ScheduleDefinition(
 
 # ---- sensors -----------------------------------------------------------------------------------
 
+RAW_SENSOR_INTERVAL_ENV = "PETINSURE_RAW_SENSOR_INTERVAL_SECONDS"
+EXPORTS_SENSOR_INTERVAL_ENV = "PETINSURE_EXPORTS_SENSOR_INTERVAL_SECONDS"
+DEFAULT_SENSOR_INTERVAL_SECONDS = 30
+# How often the Dagster daemon evaluates sensors at most (dagster/_daemon/sensor.py,
+# MIN_INTERVAL_LOOP_TIME): a shorter minimum interval changes nothing.
+DAEMON_SENSOR_LOOP_SECONDS = 5
+
+
+def sensor_interval_seconds(name: str) -> int:
+    """The minimum interval of a sensor from the environment variable `name` (default 30 s);
+    anything but a whole number of seconds, 1 or more, is refused naming the variable."""
+    refusal = ValueError(
+        f"{name} must be a whole number of seconds, 1 or more (default "
+        f"{DEFAULT_SENSOR_INTERVAL_SECONDS}; the daemon ticks sensors at most every "
+        f"{DAEMON_SENSOR_LOOP_SECONDS} s), got {os.environ.get(name)!r}"
+    )
+    try:
+        seconds = _number_from_env(name, DEFAULT_SENSOR_INTERVAL_SECONDS)
+    except ValueError:
+        raise refusal from None
+    if not (math.isfinite(seconds) and seconds >= 1 and seconds == int(seconds)):
+        raise refusal
+    return int(seconds)
+
 
 def raw_listings(lake) -> dict[str, list[tuple[str, int, int]]]:
     """Per entity with files, its raw files' names, sizes and modification times."""
@@ -168,7 +203,7 @@ def already_ingested(lake, listings: dict[str, list[tuple[str, int, int]]]) -> s
 @dg.sensor(
     name="raw_files_sensor",
     job=refresh_all,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(RAW_SENSOR_INTERVAL_ENV),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finds new or changed files in raw/ and runs their bronze tables and everything "
     "downstream of them (the Auto Loader of the notebooks). Its first tick takes the files the "
@@ -234,7 +269,7 @@ SETTLE_SECONDS = 60
 @dg.sensor(
     name="exports_sensor",
     job=publish_api_snapshot,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(EXPORTS_SENSOR_INTERVAL_ENV),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Publishes the API snapshot once the gold exports have been rewritten: when all "
     f"six are newer than the last snapshot, or when the newest is {SETTLE_SECONDS} s old; not "

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -104,3 +106,53 @@ def test_sqlite_files_under_dagster_home_commit_without_fsync(tmp_path, monkeypa
     assert synchronous(elsewhere / "other.db") == 2  # FULL, SQLite's default: not ours to change
     monkeypatch.setenv(SYNCHRONOUS_ENV, "normal")
     assert synchronous(home / "runs.db") == 1
+
+
+def _load_sensor_intervals(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Load the code location in a new process (the variables are read when it loads), with the
+    two interval variables set as in `env` only, and print the two sensors' minimum intervals."""
+    code = (
+        "from petinsure_assets.definitions import defs\n"
+        "print(defs.resolve_sensor_def('raw_files_sensor').minimum_interval_seconds,"
+        " defs.resolve_sensor_def('exports_sensor').minimum_interval_seconds)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_SENSOR_INTERVAL_SECONDS")}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}
+    )
+
+
+def test_sensor_intervals_come_from_the_environment_when_the_definitions_load():
+    from petinsure_assets.automation import EXPORTS_SENSOR_INTERVAL_ENV, RAW_SENSOR_INTERVAL_ENV
+
+    loaded = _load_sensor_intervals(
+        {RAW_SENSOR_INTERVAL_ENV: "5", EXPORTS_SENSOR_INTERVAL_ENV: "7"}
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.split() == ["5", "7"]
+    default = _load_sensor_intervals({})
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert default.stdout.split() == ["30", "30"]
+
+
+def test_a_sensor_interval_that_is_not_a_positive_whole_number_is_refused_at_load(monkeypatch):
+    from petinsure_assets.automation import (
+        EXPORTS_SENSOR_INTERVAL_ENV,
+        RAW_SENSOR_INTERVAL_ENV,
+        sensor_interval_seconds,
+    )
+
+    refused = _load_sensor_intervals({EXPORTS_SENSOR_INTERVAL_ENV: "0"})
+    assert refused.returncode != 0
+    assert (
+        "PETINSURE_EXPORTS_SENSOR_INTERVAL_SECONDS must be a whole number of seconds, 1 or more"
+        in refused.stderr
+    ), refused.stderr[-3000:]
+    assert "got '0'" in refused.stderr
+    for value in ("-5", "2.5", "abc", "nan", "inf", "1e400"):
+        monkeypatch.setenv(RAW_SENSOR_INTERVAL_ENV, value)
+        with pytest.raises(ValueError, match=f"{RAW_SENSOR_INTERVAL_ENV} must be a whole number"):
+            sensor_interval_seconds(RAW_SENSOR_INTERVAL_ENV)
+    for value, seconds in (("1", 1), (" 45 ", 45), ("", 30)):
+        monkeypatch.setenv(RAW_SENSOR_INTERVAL_ENV, value)
+        assert sensor_interval_seconds(RAW_SENSOR_INTERVAL_ENV) == seconds
