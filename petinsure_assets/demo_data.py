@@ -515,6 +515,32 @@ PLAN_WELLNESS_P = np.array([0.0, 0.3, 0.8, 1.0])
 PLAN_DENTAL_P = np.array([0.0, 0.4, 0.8, 1.0])
 PLAN_BEHAVIORAL_P = np.array([0.0, 0.1, 0.5, 1.0])
 
+
+def plan_catalog() -> list[dict]:
+    """The plans on offer, as the generator sells them (GET /api/policies/plans/available): the
+    monthly premium is the base times the species factor (the generator varies it by -10 %..+15 %
+    per policy); an add-on is included, optional or not available."""
+
+    def add_on(p: float) -> str:
+        return "included" if p >= 1 else "optional" if p > 0 else "not available"
+
+    return [
+        {
+            "plan_name": name,
+            "base_monthly_premium": float(PLAN_BASE_PREMIUM[i]),
+            "species_premium_factor": {
+                s: float(f) for s, f in zip(contracts.SPECIES, SPECIES_PREMIUM_FACTOR, strict=True)
+            },
+            "deductible_options": sorted({int(d) for d in PLAN_DEDUCTIBLES[i]}),
+            "coverage_limit": int(PLAN_COVERAGE_LIMIT[i]),
+            "wellness": add_on(PLAN_WELLNESS_P[i]),
+            "dental": add_on(PLAN_DENTAL_P[i]),
+            "behavioral": add_on(PLAN_BEHAVIORAL_P[i]),
+        }
+        for i, name in enumerate(contracts.PLAN_NAMES)
+    ]
+
+
 CLAIM_TYPE_WEIGHTS = (0.25, 0.40, 0.20, 0.15)  # contracts.CLAIM_TYPES order
 CLAIM_CATEGORIES = (  # four per claim type, contracts.CLAIM_TYPES order
     ("Emergency Care", "Surgery", "Diagnostics", "Hospitalization"),  # Accident

@@ -461,6 +461,19 @@ def _decode_document(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "backslashreplace"), f"not UTF-8: {e}"
 
 
+def realtime_rows(
+    entity: Entity, source_file: str, data: bytes, *, batch_id: str, ingested_at: datetime
+) -> pa.Table:
+    """The bronze rows a real-time file of these bytes becomes, parsed exactly as bronze parses it
+    (the front door judges a record by them before it writes the file)."""
+    parser = _Parser(None, entity, batch_id, ingested_at)
+    try:
+        f = RawFile(source_file, source_file, len(data), 0, data=data)
+        return pa.concat_tables(parser.realtime([f]))
+    finally:
+        parser.close()
+
+
 class FileProblem(ValueError):
     """The file as a whole is not what its format promises; its lines are kept as malformed."""
 
@@ -471,7 +484,7 @@ class FileProblem(ValueError):
 class _Parser:
     """Turns raw files of one entity into Arrow batches with the bronze schema."""
 
-    def __init__(self, lake: Lake, entity: Entity, batch_id: str, ingested_at: datetime):
+    def __init__(self, lake: Lake | None, entity: Entity, batch_id: str, ingested_at: datetime):
         self.lake = lake
         self.entity = entity
         self.schema = bronze_schema(entity)

@@ -1,14 +1,20 @@
-"""A small reference API over the snapshots: the insight endpoints of seed 001 §9 and the
-data-source endpoints of seed 000, served from `SnapshotClient`. It proves the snapshot contract
-end to end; the production claims API embeds the same client.
+"""The API: the insight endpoints of seed 001 §9 and the data-source endpoints of seed 000, served
+from the snapshots (`SnapshotClient`), and the front door of §9.1 and §9.4 (`front_door.py`:
+ingestion endpoints writing real-time files into the raw zone, WebSocket events). It proves the
+snapshot contract end to end; the production claims API embeds the same client.
 
     python -m petinsure_assets api --port 8000      (or: make api; --uds PATH for a Unix socket)
 
-Environment: PETINSURE_SNAPSHOT_DIR (default ./lake/gold/snapshots), or AZURE_STORAGE_ACCOUNT +
-AZURE_STORAGE_SAS_TOKEN (read-only) [+ AZURE_GOLD_CONTAINER, AZURE_STORAGE_BLOB_ENDPOINT] to read
-the gold container of the storage account; DATA_CACHE_TTL (seconds,
-default 300), USE_LIVE_DATA (default true; false serves the bundled demo snapshot),
-PETINSURE_ADMIN_TOKEN (required by PUT /api/v1/data-source/toggle; unset = toggle disabled).
+Environment: PETINSURE_LAKE_ROOT (default ./lake: the raw zone the front door writes into, and
+whose gold/snapshots it reads) or the Azure variables of the lake (AZURE_STORAGE_ACCOUNT and a
+credential allowed to create blobs in the raw container); PETINSURE_SNAPSHOT_DIR (another
+snapshot folder), or AZURE_STORAGE_SAS_TOKEN [+ AZURE_GOLD_CONTAINER, AZURE_STORAGE_BLOB_ENDPOINT]
+to read the gold container of the storage account; DATA_CACHE_TTL (seconds, default 300),
+USE_LIVE_DATA (default true; false serves the bundled demo snapshot), PETINSURE_ADMIN_TOKEN
+(required by PUT /api/v1/data-source/toggle; unset = toggle disabled), PETINSURE_WRITE_TOKEN
+(required by every write of the front door; unset = writes disabled; must differ from the admin
+token), PETINSURE_EVENTS_POLL_SECONDS (how often the event loop asks the client for the snapshot,
+default 1; the client's cache still decides when latest.json is read again).
 
 Filters say no clearly: an enumerated filter (claim status, claim type, value tier, risk category,
 cross-sell recommendation and priority) matches its accepted values whatever the case and answers
@@ -18,10 +24,11 @@ type) match whatever the case; ids match exactly.
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import os
 import re
 import sys
+from contextlib import asynccontextmanager
 from enum import Enum
 from typing import Annotated, Any
 
@@ -33,7 +40,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel
 
-from petinsure_assets import contracts, thresholds
+from petinsure_assets import contracts, front_door, thresholds
+from petinsure_assets.front_door import BodyLimit, Events, FrontDoor, choices, require_token
 from petinsure_assets.snapshot_client import (
     Snapshot,
     SnapshotClient,
@@ -42,34 +50,27 @@ from petinsure_assets.snapshot_client import (
 )
 
 MAX_PAGE = 1000
+ADMIN_TOKEN_ENV = "PETINSURE_ADMIN_TOKEN"
+
+
+def lake_from_env():
+    """The lake the front door writes into: PETINSURE_LAKE_ROOT (default ./lake), or the Azure
+    storage account of the environment (as the Dagster code location chooses it)."""
+    from petinsure_assets.resources import lake_resource_from_env
+
+    return lake_resource_from_env(resolve=True).lake()
 
 
 class Toggle(BaseModel):
     use_live: bool | None = None  # omitted: flip the current setting
 
 
-# not StrEnum: that would change str() and format() of the members
-class _Choice(str, Enum):  # noqa: UP042
-    """The accepted values of an enumerated filter; `approved` or ` APPROVED ` finds Approved."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> _Choice | None:
-        if isinstance(value, str):
-            wanted = value.strip().casefold()
-            return next((m for m in cls if m.value.casefold() == wanted), None)
-        return None
-
-
-def _choices(name: str, values: tuple[str, ...]) -> type[_Choice]:
-    return _Choice(name, [(v, v) for v in values])
-
-
-ClaimStatus = _choices("ClaimStatus", contracts.CLAIM_STATUSES)
-ClaimType = _choices("ClaimType", contracts.CLAIM_TYPES)
-ValueTier = _choices("ValueTier", thresholds.VALUE_TIERS)
-RiskCategory = _choices("RiskCategory", thresholds.RISK_CATEGORIES)
-Recommendation = _choices("Recommendation", thresholds.CROSS_SELL_RECOMMENDATIONS)
-Priority = _choices("Priority", thresholds.CROSS_SELL_PRIORITIES)
+ClaimStatus = choices("ClaimStatus", contracts.CLAIM_STATUSES)
+ClaimType = choices("ClaimType", contracts.CLAIM_TYPES)
+ValueTier = choices("ValueTier", thresholds.VALUE_TIERS)
+RiskCategory = choices("RiskCategory", thresholds.RISK_CATEGORIES)
+Recommendation = choices("Recommendation", thresholds.CROSS_SELL_RECOMMENDATIONS)
+Priority = choices("Priority", thresholds.CROSS_SELL_PRIORITIES)
 
 
 def _month(value: str) -> str:
@@ -112,19 +113,51 @@ def _page(table: pa.Table, filters: dict[str, Any], limit: int, offset: int) -> 
     }
 
 
-def create_app(client: SnapshotClient | None = None, admin_token: str | None = None) -> FastAPI:
+def create_app(
+    client: SnapshotClient | None = None,
+    admin_token: str | None = None,
+    write_token: str | None = None,
+    door: FrontDoor | None = None,
+    events_poll_seconds: float | None = None,
+) -> FastAPI:
+    """The API: insights from the snapshots (`client`), and the front door writing into the
+    lake's raw zone (`door`; default: the lake of the environment). Tokens default to
+    PETINSURE_ADMIN_TOKEN (the data-source toggle) and PETINSURE_WRITE_TOKEN (writes)."""
     if client is None:
         client = SnapshotClient(
             store_from_env(),
             use_live=os.environ.get("USE_LIVE_DATA", "true").lower() in ("1", "true", "yes"),
         )
-    admin_token = (
-        admin_token if admin_token is not None else os.environ.get("PETINSURE_ADMIN_TOKEN", "")
+    admin_token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV, "")
+    write_token = (
+        write_token if write_token is not None else os.environ.get(front_door.WRITE_TOKEN_ENV, "")
     )
+    if write_token and write_token == admin_token:
+        raise ValueError(
+            f"{front_door.WRITE_TOKEN_ENV} must differ from {ADMIN_TOKEN_ENV}: writes and the "
+            "data-source toggle need tokens of their own"
+        )
+    door = door or FrontDoor(lake_from_env)
+    events = Events()
+    poll = events_poll_seconds or front_door.events_poll_seconds()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        watcher = asyncio.create_task(front_door.watch_snapshots(events, client.snapshot, poll))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+
     app = FastAPI(
         title="PetInsure360 reference claims API",
-        description="Insight endpoints served from the gold API snapshots.",
+        description="Insight endpoints served from the gold API snapshots; the front door "
+        "(ingestion endpoints and real-time events) writing into the raw landing zone.",
+        lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit)
+    app.state.events = events
+    app.state.front_door = door
 
     @app.exception_handler(SnapshotError)
     def snapshot_unavailable(request, error: SnapshotError):
@@ -320,20 +353,15 @@ def create_app(client: SnapshotClient | None = None, admin_token: str | None = N
 
     @app.put("/api/v1/data-source/toggle")
     def toggle(body: Toggle | None = None, authorization: str | None = Header(None)):
-        if not admin_token:
-            raise HTTPException(503, "the toggle is disabled: PETINSURE_ADMIN_TOKEN is not set")
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "admin token required (Authorization: Bearer <token>)")
-        # As bytes (compare_digest refuses non-ASCII str): the header's own bytes, which the server
-        # decoded as Latin-1, against the token's UTF-8, what clients send.
-        if not hmac.compare_digest(token.encode("latin-1"), admin_token.encode()):
-            raise HTTPException(403, "not an admin token")
+        require_token(
+            authorization, admin_token, "admin", "the toggle is disabled", ADMIN_TOKEN_ENV
+        )
         use_live = body.use_live if body and body.use_live is not None else not client.use_live
         client.set_live(use_live)
         client.snapshot()
         return client.status()
 
+    front_door.add_routes(app, door, events, client.snapshot, write_token)
     return app
 
 

@@ -136,10 +136,12 @@ class AzureBlobStore:
 
 def store_from_env() -> SnapshotStore:
     """The gold container of AZURE_STORAGE_ACCOUNT when AZURE_STORAGE_SAS_TOKEN is set, else the
-    folder PETINSURE_SNAPSHOT_DIR (default ./lake/gold/snapshots)."""
+    folder PETINSURE_SNAPSHOT_DIR (default: gold/snapshots of PETINSURE_LAKE_ROOT, ./lake)."""
     if os.environ.get("AZURE_STORAGE_SAS_TOKEN"):
         return AzureBlobStore.from_env()
-    return LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR))
+    lake_root = os.environ.get("PETINSURE_LAKE_ROOT")
+    default = f"{lake_root}/gold/snapshots" if lake_root else DEFAULT_SNAPSHOT_DIR
+    return LocalStore(os.environ.get("PETINSURE_SNAPSHOT_DIR") or default)
 
 
 class LazyTables(Mapping[str, pa.Table]):

@@ -380,6 +380,34 @@ class LocalFiles:
         temp.write_bytes(data)
         os.replace(temp, target)
 
+    def create(self, path: str, data: bytes) -> None:
+        """Create `path` with `data`, all at once and never over an existing file: written under a
+        hidden temporary name (which the raw listing ignores), flushed to disk, then linked to its
+        name (FileExistsError if that exists). A write that stops midway leaves at most the hidden
+        temporary file, never a part of `path`."""
+        target = self._abs(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(
+                temp, target
+            )  # atomic, and refuses an existing name (a rename would replace it)
+        finally:
+            temp.unlink(missing_ok=True)
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the new name survives a crash of the machine
+        finally:
+            os.close(folder)
+
+    def find(self, folder: str, name_prefix: str) -> list[FileInfo]:
+        """Files directly inside `folder` whose names start with `name_prefix`."""
+        return [f for f in self.list(folder) if f.path.rsplit("/", 1)[-1].startswith(name_prefix)]
+
     def put_file(self, path: str, local_file: str) -> None:
         target = self._abs(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -503,6 +531,47 @@ class AzureFiles:
             f"writing {container}/{rest}",
             lambda: self.service.get_blob_client(container, rest).upload_blob(data, overwrite=True),
         )
+
+    def create(self, path: str, data: bytes) -> None:
+        """Create `path` with `data` in one blob upload that never replaces an existing blob
+        (FileExistsError): Azure commits a single-shot upload whole or not at all. When a retry
+        finds the blob there with exactly `data`, it was the first attempt's: done."""
+        from azure.core.exceptions import ResourceExistsError
+
+        container, rest = self._split(path)
+        blob = self.service.get_blob_client(container, rest)
+        max_single = getattr(getattr(blob, "_config", None), "max_single_put_size", 64 << 20)
+        if len(data) > max_single:  # a bigger one would be uploaded in blocks
+            raise StorageError(f"{path}: {len(data)} bytes is too big for one upload")
+
+        def run():
+            try:
+                blob.upload_blob(data, overwrite=False)
+                return True
+            except ResourceExistsError:
+                return blob.download_blob().readall() == data
+
+        if not self._call(f"creating {container}/{rest}", run):
+            raise FileExistsError(f"{path} exists")
+
+    def find(self, folder: str, name_prefix: str) -> list[FileInfo]:
+        """Blobs directly inside `folder` whose names start with `name_prefix`."""
+        container, rest = self._split(folder)
+        client = self.service.get_container_client(container)
+        start = (rest.rstrip("/") + "/" if rest else "") + name_prefix
+
+        def run():
+            return [
+                FileInfo(
+                    f"{folder.split('/')[0]}/{b.name}",
+                    b.size,
+                    int(b.last_modified.timestamp() * 1e9) if b.last_modified else 0,
+                )
+                for b in client.list_blobs(name_starts_with=start)
+                if "/" not in b.name[len(start) :]
+            ]
+
+        return self._call(f"listing {container}/{start}", run)
 
     def put_file(self, path: str, local_file: str) -> None:
         container, rest = self._split(path)
