@@ -65,6 +65,7 @@ from petinsure_assets import contracts, demo_data
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.ingest import realtime_rows
 from petinsure_assets.queries import output_schemas, session, staged_table
+from petinsure_assets.storage import StorageError
 
 log = logging.getLogger("petinsure.front_door")
 
@@ -121,6 +122,10 @@ def choices(name: str, values: tuple[str, ...]) -> type[Choice]:
 def vocabulary_name(vocabulary: str) -> str:
     """The enum name of a vocabulary of the catalog: claim_statuses -> ClaimStatuses."""
     return "".join(w.capitalize() for w in vocabulary.split("_"))
+
+
+class WriteFailed(RuntimeError):
+    """The raw zone could not take the file (nothing of it is visible there)."""
 
 
 class RecordRefused(ValueError):
@@ -455,26 +460,37 @@ class FrontDoor:
         moment: dt.datetime,
     ) -> Accepted:
         late = self.late_parents(entity, values)
-        for _ in range(3):  # a new ID when the name exists (64 random bits: never, in practice)
-            the_id = record_id or self.new_id(entity)
-            name = f"{the_id}_{moment.astimezone(dt.UTC):%Y%m%d_%H%M%S_%f}.json"
-            problem = contracts.realtime_name_problem(entity, name)
-            if problem:
-                raise AssertionError(f"{name}: {problem}")
-            path = f"raw/{entity.name}/{name}"
-            data = _document(entity, the_id, moment, values)
-            verdict = judge(entity, [(path, data)], moment, self.catalog)[0]
-            check(entity, values, verdict, self.catalog)
+        # Judged once: the ID and the microsecond do not change silver's verdict.
+        the_id = record_id or self.new_id(entity)
+        path, data = self._file(entity, the_id, moment, values)
+        check(entity, values, judge(entity, [(path, data)], moment, self.catalog)[0], self.catalog)
+        for _ in range(3):
             try:
+                if record_id is None and self.received_files(entity, the_id):
+                    raise FileExistsError(the_id)  # an ID in use (64 random bits: never, really)
                 self.lake.files.create(path, data)
             except FileExistsError:
                 if record_id:  # a version of the same record in the same microsecond
                     moment += dt.timedelta(microseconds=1)
+                else:
+                    the_id = self.new_id(entity)
+                path, data = self._file(entity, the_id, moment, values)
                 continue
-            record = json.loads(data)
+            except (OSError, StorageError) as e:  # the reason, never the server's own paths
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise WriteFailed(f"{path} could not be written: {reason}") from None
             log.info("%s %s written to %s", entity.name[:-1], the_id, path)
-            return Accepted(entity, the_id, path, record, late)
-        raise RuntimeError(f"no free file name for a new {entity.name[:-1]} after 3 tries")
+            return Accepted(entity, the_id, path, json.loads(data), late)
+        raise WriteFailed(f"no free file name for a new {entity.name[:-1]} after 3 tries")
+
+    def _file(
+        self, entity: contracts.Entity, the_id: str, moment: dt.datetime, values: dict[str, Any]
+    ) -> tuple[str, bytes]:
+        name = f"{the_id}_{moment.astimezone(dt.UTC):%Y%m%d_%H%M%S_%f}.json"
+        problem = contracts.realtime_name_problem(entity, name)
+        if problem:
+            raise AssertionError(f"{name}: {problem}")
+        return f"raw/{entity.name}/{name}", _document(entity, the_id, moment, values)
 
     # ---- parents and versions -------------------------------------------------------------------
 
@@ -869,6 +885,8 @@ def add_routes(
                 accepted = await asyncio.to_thread(door.submit, entity, body)
             except RecordRefused as e:
                 raise refused(e) from None
+            except WriteFailed as e:
+                raise HTTPException(503, f"nothing was written: {e}") from None
             return await written(accepted)
 
         # The body's type is built at run time: given to FastAPI as the signature.
@@ -920,6 +938,8 @@ def add_routes(
             if e.field == "status":
                 raise HTTPException(409, e.message) from None
             raise refused(e) from None
+        except WriteFailed as e:
+            raise HTTPException(503, f"nothing was written: {e}") from None
         return await written(accepted)
 
     @app.websocket("/ws")
