@@ -312,11 +312,11 @@ def judge(
     run through the entity's silver SQL with its parents taken as present (a missing parent is
     not a refusal)."""
     spec = catalog.silver_for(entity)
-    rows = pa.concat_tables(
-        realtime_rows(entity, name, data, batch_id="front-door", ingested_at=moment)
-        for name, data in documents
-    )
     with session(None, catalog) as con:
+        rows = pa.concat_tables(
+            realtime_rows(entity, name, data, batch_id="front-door", ingested_at=moment, con=con)
+            for name, data in documents
+        )
         con.register(entity.bronze_table, rows)
         for column, parent in spec.parents.items():
             con.register(parent, rows.select([column]))

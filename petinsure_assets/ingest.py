@@ -462,11 +462,17 @@ def _decode_document(data: bytes) -> tuple[str, str | None]:
 
 
 def realtime_rows(
-    entity: Entity, source_file: str, data: bytes, *, batch_id: str, ingested_at: datetime
+    entity: Entity,
+    source_file: str,
+    data: bytes,
+    *,
+    batch_id: str,
+    ingested_at: datetime,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> pa.Table:
     """The bronze rows a real-time file of these bytes becomes, parsed exactly as bronze parses it
-    (the front door judges a record by them before it writes the file)."""
-    parser = _Parser(None, entity, batch_id, ingested_at)
+    (the front door judges a record by them before it writes the file), in `con` if given."""
+    parser = _Parser(entity, batch_id, ingested_at, con)
     try:
         f = RawFile(source_file, source_file, len(data), 0, data=data)
         return pa.concat_tables(parser.realtime([f]))
@@ -484,18 +490,25 @@ class FileProblem(ValueError):
 class _Parser:
     """Turns raw files of one entity into Arrow batches with the bronze schema."""
 
-    def __init__(self, lake: Lake | None, entity: Entity, batch_id: str, ingested_at: datetime):
-        self.lake = lake
+    def __init__(
+        self,
+        entity: Entity,
+        batch_id: str,
+        ingested_at: datetime,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ):
         self.entity = entity
         self.schema = bronze_schema(entity)
         self.batch_id = batch_id
         self.ingested_at = ingested_at
-        self.con = duckdb.connect()
+        self.own_con = con is None
+        self.con = duckdb.connect() if con is None else con
         self.structure = json.dumps({c: "VARCHAR" for c in entity.columns})
         self.known = list(entity.columns)
 
     def close(self) -> None:
-        self.con.close()
+        if self.own_con:
+            self.con.close()
 
     # JSON: one object per line (JSONL) or per file (real-time); anything else is malformed.
     # A line is parsed once for its keys (which finds non-objects, invalid JSON and repeated
@@ -820,7 +833,7 @@ def ingest(lake: Lake, entity: Entity, batch_id: str, log: Log = print) -> Table
         return None
 
     log(f"{entity.name}: ingesting {len(plan.todo)} new or changed file(s)")
-    parser = _Parser(lake, entity, batch_id, datetime.now(UTC))
+    parser = _Parser(entity, batch_id, datetime.now(UTC))
     # The staged copies go with the parser, also if the stream is never consumed.
     weakref.finalize(parser, shutil.rmtree, plan.staging, True)
     outcomes: list[FileOutcome] = []
