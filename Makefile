@@ -48,7 +48,8 @@ ui: setup
 	mkdir -p $(DAGSTER_HOME) && { [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; }
 	$(VENV)/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# The reference claims API on http://127.0.0.1:8000 (docs at /docs), reading ./lake/gold/snapshots.
+# The reference claims API on http://127.0.0.1:8000 (docs at /docs), reading ./lake/gold/snapshots,
+# and its front door writing into ./lake/raw (writes need PETINSURE_WRITE_TOKEN set; README).
 # Other address: make api ARGS="--port 8080" (or --uds /path/to/socket).
 api: setup
 	$(PY) -m petinsure_assets api $(ARGS)

@@ -1,12 +1,12 @@
 """`petinsure`: the main job headless with a short summary at the end (refresh), the demo raw data
-(generate), the reference API (api).
+(generate), the reference API and its front door (api).
 
     petinsure refresh                 # ./lake; generates 15,000 demo claims if raw/ is empty
     petinsure refresh --claims 1000000 --as-of 2025-12-31 --lake /data/lake
     petinsure generate --claims 15000 # only the demo raw data
     petinsure refresh --full-refresh  # rebuild silver and gold from all of bronze
     petinsure refresh --lock-wait 0   # refuse at once (exit 75) if another writer holds the lake
-    petinsure api --port 8000         # the reference API over the lake's snapshots (uvicorn)
+    petinsure api --port 8000         # the API: snapshots, and the front door into raw/ (uvicorn)
 
 Runs are recorded in the Dagster instance of DAGSTER_HOME (default ./.dagster_home), so they show
 up in the UI opened on the same folder.
@@ -318,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("demo-snapshot", help="rebuild the demo snapshot bundled with snapshot_client")
     api = sub.add_parser(
-        "api", help="serve the reference API over the snapshots (see reference_api)"
+        "api",
+        help="serve the reference API over the snapshots and its front door, which writes new "
+        "records into raw/ (see reference_api, front_door)",
     )
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)

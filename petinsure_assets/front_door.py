@@ -685,6 +685,13 @@ class Events:
             pass
         finally:
             self.clients.pop(client, None)
+            self.forget_unsubscribed()
+
+    def forget_unsubscribed(self) -> None:
+        """Drop the statuses of customers no client follows any more."""
+        followed = set().union(*self.clients.values()) if self.clients else set()
+        for customer in set(self.statuses) - followed:
+            del self.statuses[customer]
 
     async def _handle(self, client: WebSocket, message: Any, snapshot: Callable[[], Any]) -> None:
         event = message.get("event") if isinstance(message, dict) else None
