@@ -14,10 +14,17 @@ For each size, in this order and all on the same data:
    and its gold compared with the product's row for row (`bench.compare`): a baseline that
    computes other numbers is reported as such and its ratio is not counted;
 4. the snapshot client: a cold load and warm reads of the snapshot just published;
-5. one new claim file through the sensors to a new snapshot (`bench.incremental`).
+5. one new claim file through the sensors to a new snapshot (`bench.incremental`);
+6. the whole path, `POST /api/claims/` to the claim in `GET /api/insights/claims`, through the
+   real Dagster daemon and API server, with the default intervals and the shortest sensible ones
+   (`bench.front_door`; `--front-door-settings`).
 
 Results go to <work>/results/<claims>.json; the report is rendered from every size measured so far
-in --work (each size's figures and ratios come from one invocation).
+in --work (each size's figures and ratios come from one invocation). `--only-front-door` runs
+step 6 alone on the lakes and results already in --work (a size measured before, its lake
+refreshed) and keeps every other figure of their results:
+
+    .venv/bin/python -m bench.run --only-front-door --claims 15000 1000000
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ TARGET_SPARK_SPEEDUP = 3.0
 TARGET_INCREMENTAL_S = {1_000_000: 5.0, 10_000_000: 10.0}
 # The incremental scenarios of bench.incremental, in the order they run.
 SCENARIOS = ("new claim file", "file of updates", "late parent releasing orphans")
+# The settings of the POST-to-GET stage (bench.front_door.SETTINGS), in the order they run.
+FRONT_DOOR_SETTINGS = ("default", "shortest")
 TARGET_WARM_READ_S = 0.001
 TARGET_COLD_LOAD_S = 0.200
 
@@ -165,7 +174,23 @@ def prepare_lake(work: Path, claims: int) -> tuple[Path, float | None]:
         *(lake / "raw" / "claims").glob("claims_bench_*"),
     ]:
         stray.unlink()
+    remove_front_door_files(lake)
     return lake, generated_in
+
+
+def remove_front_door_files(lake: Path) -> None:
+    """The raw files the front-door stage POSTed (listed in its manifest in raw/)."""
+    from bench.front_door import MANIFEST
+
+    manifest = lake / "raw" / MANIFEST
+    if not manifest.exists():
+        return
+    raw = (lake / "raw").resolve()
+    for relative in json.loads(manifest.read_text()):
+        path = (lake / relative).resolve()
+        if path.parent.parent == raw:  # raw/<entity>/<file>, nothing else
+            path.unlink(missing_ok=True)
+    manifest.unlink()
 
 
 def folder_bytes(path: Path) -> int:
@@ -300,7 +325,41 @@ def incremental(lake: Path, work: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def bench_size(claims: int, work: Path, baselines: list[str], timeout: float) -> dict:
+def front_door(lake: Path, work: Path, settings: list[str]) -> dict:
+    """The whole path through the daemon and the API (`bench.front_door`), in a process of its
+    own; its progress is shown as it goes."""
+    out = work / "front_door.json"
+    out.unlink(missing_ok=True)
+    done = subprocess.run(
+        [
+            python(),
+            "-m",
+            "bench.front_door",
+            "--lake",
+            str(lake),
+            "--work",
+            str(work / "front_door"),
+            "--out",
+            str(out),
+            "--settings",
+            *settings,
+        ],
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the front-door stage failed (exit {done.returncode}; output above)")
+    result = json.loads(out.read_text())
+    result["machine"] = machine()
+    return result
+
+
+def bench_size(
+    claims: int,
+    work: Path,
+    baselines: list[str],
+    timeout: float,
+    front_door_settings: list[str] = (),
+) -> dict:
     lake, generated_in = prepare_lake(work, claims)
     size_work = lake.parent
     log(f"{claims:,} claims: full refresh")
@@ -318,6 +377,28 @@ def bench_size(claims: int, work: Path, baselines: list[str], timeout: float) ->
     }
     log(f"{claims:,} claims: incremental")
     result["incremental"] = incremental(lake, size_work)
+    if front_door_settings:
+        log(f"{claims:,} claims: POST to GET through the daemon and the API")
+        result["front_door"] = front_door(lake, size_work, list(front_door_settings))
+    return result
+
+
+def front_door_only(claims: int, work: Path, settings: list[str]) -> dict:
+    """The front-door stage alone on a size measured before: its lake as it is, its other
+    figures kept; the settings measured now replace the same settings' earlier figures."""
+    path = work / "results" / f"{claims}.json"
+    lake = work / f"claims-{claims}" / "lake"
+    if not path.exists() or not (lake / "gold").exists():
+        raise SystemExit(
+            f"--only-front-door: no results or refreshed lake for {claims:,} claims in {work}; "
+            "run the whole bench for that size first"
+        )
+    result = json.loads(path.read_text())
+    log(f"{claims:,} claims: POST to GET through the daemon and the API (front-door stage only)")
+    measured = front_door(lake, lake.parent, settings)
+    earlier = result.get("front_door", {}).get("settings", {})
+    measured["settings"] = {**earlier, **measured["settings"]}
+    result["front_door"] = measured
     return result
 
 
@@ -506,6 +587,7 @@ def render(results: dict[int, dict]) -> str:
         + f" | {results[c]['refresh']['total']['wall_s']:.1f} |"
         for c in sizes
     ]
+    lines += front_door_lines(results)
     for claims in sizes:
         r = results[claims]
         refresh = r["refresh"]
@@ -596,6 +678,114 @@ def render(results: dict[int, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _setting_text(name: str, setting: dict) -> str:
+    return (
+        f"{name}: sensors every {setting['raw_sensor_interval_s']} s (raw) and "
+        f"{setting['exports_sensor_interval_s']} s (exports), run queue every "
+        f"{setting['dequeue_interval_s']} s, DATA_CACHE_TTL {setting['ttl_s']:g} s"
+    )
+
+
+def _parts(run: dict) -> str:
+    from bench.front_door import RUN_PARTS
+
+    return " / ".join(f"{run['parts'][p]:.2f}" for p in RUN_PARTS)
+
+
+def front_door_lines(results: dict[int, dict]) -> list[str]:
+    """The end-to-end latency section: per size and setting, the five stages and the total."""
+    from bench.front_door import DAEMON_SENSOR_LOOP_S, STAGES
+
+    measured = [c for c in sorted(results) if results[c].get("front_door")]
+    if not measured:
+        return []
+    settings: dict[str, dict] = {}
+    for c in measured:
+        for name, r in results[c]["front_door"]["settings"].items():
+            settings.setdefault(name, r["setting"])
+    lines = [
+        "",
+        "## End to end: `POST /api/claims/` to `GET /api/insights/claims`",
+        "",
+        "One claim of an existing customer, policy, pet and provider is POSTed to the real API "
+        "server (`python -m petinsure_assets api --uds`, on a Unix socket), whose front door "
+        "writes its real-time file into `raw/claims/`; the real Dagster daemon (`dagster-daemon "
+        "run -w workspace.yaml`, a new DAGSTER_HOME with the project's dagster.yaml: one run at a "
+        "time) takes it through the raw sensor, the refresh run, the exports sensor and the "
+        "snapshot run; the API lists it in `GET /api/insights/claims?customer_id=...` once its "
+        "snapshot cache has read the new version (`bench/front_door.py`). Each stage runs from "
+        "the end of the one before, from the instance's sensor ticks and run records: **raw "
+        "sensor wait** (POST answered -> end of the raw sensor tick that requested the run), "
+        "**run** (-> the refresh run ended), **snapshot sensor wait** (-> end of the exports "
+        "sensor tick that requested the snapshot), **snapshot** (-> the snapshot run ended), "
+        "**client cache** (-> the API answered with the claim). They add up to the total.",
+        "",
+        "Settings: "
+        + "; ".join(_setting_text(f"**{n}**", st) for n, st in settings.items())
+        + f". The daemon evaluates sensors at most every {DAEMON_SENSOR_LOOP_S} s (its sensor "
+        "loop), so the shortest sensible interval is one that ticks on every pass of that loop: "
+        "1 s gives a tick every ~5 s; 5 s does not (the passes' timing varies by up to a second, "
+        "so it skips a pass now and then: ticks 5 or 10 s apart). A 1 s cache reads "
+        "`latest.json` (a few hundred bytes) once a second; a 1 s run queue is one SQLite query "
+        "a second.",
+        "",
+        "The waits depend on when the claim arrives against the sensors' ticks and the API's "
+        "cache (its next read of `latest.json` comes one TTL after its last, whatever the "
+        "requests): each is shown with its bound, a sensor's interval plus the daemon's "
+        f"{DAEMON_SENSOR_LOOP_S} s loop (plus the tick's own evaluation), the cache's TTL (plus "
+        "reading the new claims table). The measured refresh run is the steady-state incremental "
+        "one: the sensor-launched run computes gold as of today (UTC), so the lake was first "
+        "refreshed at today's as-of date (not timed); the run modes of the tables it wrote are "
+        "in the second table.",
+        "",
+        "| claims | setting | " + " | ".join(f"{stage} s" for stage in STAGES) + " | **total s** |",
+        "|---:|---|" + "---:|" * (len(STAGES) + 1),
+    ]
+    for c in measured:
+        for name, r in results[c]["front_door"]["settings"].items():
+            cells = []
+            for stage in STAGES:
+                bound = r["bounds"].get(stage)
+                cells.append(
+                    f"{r['stages'][stage]:.2f}" + (f" (<= {bound:g})" if bound is not None else "")
+                )
+            lines.append(
+                f"| {c:,} | {name} | " + " | ".join(cells) + f" | **{r['total_s']:.2f}** |"
+            )
+    lines += [
+        "",
+        "Where the runs' time goes (queue: the tick's end to the run queue handing the run over; "
+        "launch: the run's process starting and loading the code location; execution: its "
+        "steps), the sensor ticks' own evaluation, the POST's answer, the phase of the POST "
+        "(since the raw sensor's previous tick; since the API's last read of `latest.json`), and "
+        "the run mode of each table the refresh run wrote:",
+        "",
+        "| claims | setting | refresh run: queue / launch / execution s | snapshot run: "
+        "queue / launch / execution s | tick evaluation: raw / exports s | POST s | "
+        "phase: raw tick / cache read s | refresh run's tables | measured |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for c in measured:
+        for name, r in results[c]["front_door"]["settings"].items():
+            ticks = r["ticks"]
+            lines.append(
+                f"| {c:,} | {name} | {_parts(r['refresh_run'])} | "
+                f"{_parts(r['snapshot_run'])} | {ticks['raw']['evaluation_s']:.2f} / "
+                f"{ticks['exports']['evaluation_s']:.2f} | {r['post_s']:.2f} | "
+                f"{ticks['raw']['previous_tick_s_before_post']:.1f} / "
+                f"{r['cache_read_before_post_s']:.1f} | as of "
+                f"{', '.join(r['refresh_run']['as_of'])}: {r['refresh_run_modes']} | "
+                f"{r['measured_at']} |"
+            )
+    missing = [c for c in sorted(results) if c not in measured]
+    if missing:
+        lines += [
+            "",
+            "Not measured end to end: " + ", ".join(f"{c:,} claims" for c in missing) + ".",
+        ]
+    return lines
+
+
 def load_results(work: Path) -> dict[int, dict]:
     folder = work / "results"
     return (
@@ -624,12 +814,33 @@ def main(argv: list[str] | None = None) -> int:
         help=f"lakes and results (default {DEFAULT_WORK})",
     )
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
+    parser.add_argument(
+        "--front-door-settings",
+        nargs="+",
+        default=list(FRONT_DOOR_SETTINGS),
+        choices=[*FRONT_DOOR_SETTINGS, "none"],
+        help="the settings of the POST-to-GET stage (default: both; none skips the stage)",
+    )
+    parser.add_argument(
+        "--only-front-door",
+        action="store_true",
+        help="run only the POST-to-GET stage, on the lakes and results already in --work, "
+        "keeping their other figures; then rewrite the report from every size there",
+    )
     args = parser.parse_args(argv)
     baselines = [b for b in args.baselines if b != "none"]
+    front_door_settings = [s for s in args.front_door_settings if s != "none"]
+    if args.only_front_door and not front_door_settings:
+        parser.error("--only-front-door needs a front-door setting")
     (args.work / "results").mkdir(parents=True, exist_ok=True)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     for claims in args.claims:
-        result = bench_size(claims, args.work, baselines, args.baseline_timeout)
+        if args.only_front_door:
+            result = front_door_only(claims, args.work, front_door_settings)
+        else:
+            result = bench_size(
+                claims, args.work, baselines, args.baseline_timeout, front_door_settings
+            )
         (args.work / "results" / f"{claims}.json").write_text(json.dumps(result, indent=1))
         report = render(load_results(args.work))  # after every size: a long run keeps what it has
         args.report.write_text(report)

@@ -1,13 +1,18 @@
 """The benchmark harness end to end at 200 claims (the large sizes are make bench's): every figure
-of the report is there and the baselines computed the product's gold. Not a timed test: no figure
-is compared with a target."""
+of the report is there and the baselines computed the product's gold; a claim POSTed to the real
+API went through the real Dagster daemon to GET /api/insights/claims (the shortest settings only:
+the defaults wait for 30 s sensors and a 300 s cache). Not a timed test: no figure is compared
+with a target."""
 
 from __future__ import annotations
 
 import json
 import re
 
+import pytest
+
 from bench import run as bench
+from bench.front_door import MANIFEST, STAGES
 from bench.probe import LAYERS, layer_of
 from petinsure_assets.catalog import CATALOG
 
@@ -30,6 +35,7 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
             ["--claims", str(CLAIMS), "--work", str(tmp_path / "work"), "--report", str(report)]
             # The Spark baseline is the Databricks engine's task (test_databricks.py runs it).
             + ["--baselines", "pandas"]
+            + ["--front-door-settings", "shortest"]
         )
         == 0
     )
@@ -72,6 +78,45 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
             "snapshot client cold read",
         ]
 
+    # The claim POSTed to the front door reached GET /api/insights/claims through the daemon's
+    # sensors and runs; the five stages run from boundary to boundary and add up to the total.
+    assert list(result["front_door"]["settings"]) == ["shortest"]
+    door = result["front_door"]["settings"]["shortest"]
+    assert door["setting"] == {
+        "raw_sensor_interval_s": 1,
+        "exports_sensor_interval_s": 1,
+        "ttl_s": 1,
+        "dequeue_interval_s": 1,
+    }
+    claim = door["visible_claim"]
+    assert claim["claim_id"] == door["claim_id"] and door["claim_id"].startswith("CLM-")
+    assert (claim["claim_amount"], claim["status"]) == (123.45, "Submitted")
+    assert door["raw_file"].startswith(f"raw/claims/{door['claim_id']}_")
+    assert list(door["stages"]) == list(STAGES)
+    marks = list(door["boundaries"].values())
+    assert list(door["boundaries"]) == ["posted", *STAGES]
+    assert all(b >= a for a, b in zip(marks, marks[1:]))
+    assert door["stages"] == {s: marks[i + 1] - marks[i] for i, s in enumerate(STAGES)}
+    assert door["total_s"] == marks[-1] - marks[0]
+    assert sum(door["stages"].values()) == pytest.approx(door["total_s"], abs=1e-9)
+    for run in (door["refresh_run"], door["snapshot_run"]):
+        assert sum(run["parts"].values()) == pytest.approx(
+            door["stages"]["run" if run is door["refresh_run"] else "snapshot"], abs=1e-9
+        )
+    assert (door["refresh_run"]["job"], door["snapshot_run"]["job"]) == (
+        "refresh_all",
+        "publish_api_snapshot",
+    )
+    # The measured run is the steady-state incremental one, at the as-of date the lake was
+    # brought to: every gold table that can merge a change merged it.
+    assert door["refresh_run"]["as_of"] == [door["brought_to_today"]["as_of"]]
+    modes = door["refresh_run"]["run_modes"]
+    assert modes["silver/fact_claims"] == "incremental"
+    for spec in CATALOG.gold:
+        if spec.incremental is not None:
+            assert modes[f"gold/{spec.name}"] == "incremental", spec.name
+    assert door["other_runs"] == []
+
     # The report: machine, date, a row per layer with every figure, the ratio against the baseline
     # (the Spark baseline not run: its row says so).
     text = report.read_text()
@@ -94,3 +139,15 @@ def test_harness_end_to_end_writes_every_figure(tmp_path):
     cells = [c.strip() for c in row.group(1).split("|")]
     assert len(cells) == len(bench.SCENARIOS) + 1 and all(re.fullmatch(NUMBER, c) for c in cells)
     assert "## Targets" in text
+    row = re.search(rf"^\| {CLAIMS} \| shortest \|(.*)\|$", text, re.M)
+    cells = [c.strip() for c in row.group(1).split("|")]
+    assert len(cells) == len(STAGES) + 1
+    assert cells[-1] == f"**{door['total_s']:.2f}**"
+    assert all(re.fullmatch(rf"{NUMBER}( \(<= {NUMBER}\))?", c) for c in cells[:-1]), cells
+
+    # A new bench of the size starts clean: the POSTed claim's file is gone from raw/.
+    lake = tmp_path / "work" / f"claims-{CLAIMS}" / "lake"
+    assert json.loads((lake / "raw" / MANIFEST).read_text()) == [door["raw_file"]]
+    assert (lake / door["raw_file"]).exists()
+    bench.prepare_lake(tmp_path / "work", CLAIMS)
+    assert not (lake / door["raw_file"]).exists() and not (lake / "raw" / MANIFEST).exists()
