@@ -29,7 +29,7 @@ they are read whole.
 
 Events (`/ws`, FastAPI's own WebSocket, JSON messages `{"event": ..., "data": {...}}`, not the
 Socket.IO protocol): `connect` on connection; `customer_created`, `pet_added`, `policy_created`,
-`claim_submitted` to every client on each accepted write (IDs and non-personal fields only: a
+`claim_submitted` to every client on each new record (IDs and non-personal fields only: a
 new customer's name or email never goes out to other clients); a client sends
 `{"event": "subscribe_claims", "data": {"customer_id": ...}}` and gets `claim_status_update` when a
 newly published snapshot changes the status of one of that customer's claims (also a claim seen
@@ -396,8 +396,10 @@ class Accepted:
     previous_status: str | None = None
 
     @property
-    def event(self) -> str:
-        return EVENTS[self.entity.name]
+    def event(self) -> str | None:
+        """The write event: a new record's; none for a newer version of a claim (its status
+        change is announced by claim_status_update once a snapshot holds it)."""
+        return EVENTS[self.entity.name] if self.previous_status is None else None
 
     def response(self) -> dict[str, Any]:
         message = f"accepted: written to {self.file}; silver takes it with the next run"
@@ -405,7 +407,8 @@ class Accepted:
             missing = ", ".join(f"{p['field']} {p['id']} ({p['state']})" for p in self.late_parents)
             message += (
                 f". Not in silver yet: {missing}. Late parents are normal: the record waits in "
-                "quarantine (orphan_fk) until they arrive, then flows in by itself"
+                "quarantine (orphan_fk) until they arrive, then flows in by itself (an id that "
+                "never arrives keeps it there: the quarantine table shows it)"
             )
         return {
             "id": self.id,
@@ -599,6 +602,8 @@ class FrontDoor:
         table = snapshot.tables["claims_analytics"]
         found = table.filter(pc.equal(table.column("claim_id"), claim_id)).to_pylist()
         received = self.latest_received(contracts.CLAIMS, claim_id)
+        if found and received:  # the newest version may come from elsewhere (a batch file)
+            received = self.current_claim(claim_id)
         meta = {"snapshot_version": snapshot.version, "as_of": snapshot.manifest.get("as_of")}
         if found:
             row = found[0]
@@ -708,10 +713,16 @@ class Events:
             )
             return
         customer = customer.strip()
-        if customer not in self.statuses:
-            snap = await asyncio.to_thread(snapshot)
-            found = await asyncio.to_thread(claim_statuses, snap, [customer])
-            self.statuses[customer] = {claim: status for claim, (_, status) in found.items()}
+        while customer not in self.statuses:
+            published = self.version
+            try:
+                snap = await asyncio.to_thread(snapshot)
+                found = await asyncio.to_thread(claim_statuses, snap, [customer])
+            except Exception as e:  # the store failing: say so, keep the connection
+                await self.send(client, "error", {"message": f"claim statuses unavailable: {e}"})
+                return
+            if self.version == published:  # no snapshot was published meanwhile: current
+                self.statuses[customer] = {claim: status for claim, (_, status) in found.items()}
         self.clients.setdefault(client, set()).add(customer)
         await self.send(
             client,
@@ -880,8 +891,9 @@ def add_routes(
         require_token(authorization, write_token, "write", "writes are disabled", WRITE_TOKEN_ENV)
 
     async def written(accepted: Accepted) -> JSONResponse:
-        events.submitted(accepted)
-        await events.broadcast(accepted.event, accepted.event_data())
+        if accepted.event:
+            events.submitted(accepted)
+            await events.broadcast(accepted.event, accepted.event_data())
         return JSONResponse(jsonable_encoder(accepted.response()), status_code=201)
 
     def ingestion_route(entity: contracts.Entity) -> None:

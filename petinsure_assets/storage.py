@@ -296,40 +296,45 @@ class LocalFiles:
         target = os.path.realpath(self._abs(path))
         return target.startswith(layer + os.sep) and os.path.isfile(target)
 
-    def list(self, prefix: str) -> list[FileInfo]:
-        """Files directly inside the folder `prefix`. A symbolic link is followed only to a file
-        inside the same layer; any other link, or a special file, is listed as refused (by its
-        own size and time) and never read."""
+    def list(self, prefix: str, name_prefix: str = "") -> list[FileInfo]:
+        """Files directly inside the folder `prefix` (whose names start with `name_prefix`). A
+        symbolic link is followed only to a file inside the same layer; any other link, or a
+        special file, is listed as refused (by its own size and time) and never read. A file that
+        vanishes while the folder is listed (a writer's temporary file) is not listed."""
         folder = self._abs(prefix)
         if not folder.is_dir():
             return []
         out = []
         with os.scandir(folder) as it:
             for e in it:
-                path = f"{prefix}/{e.name}"
-                if e.is_dir():
+                if not e.name.startswith(name_prefix):
                     continue
-                if e.is_symlink() and not self._inside_layer(path):
-                    st = e.stat(follow_symlinks=False)
-                    out.append(
-                        FileInfo(
-                            path,
-                            st.st_size,
-                            st.st_mtime_ns,
-                            refused=(
-                                f"symbolic link pointing outside {path.split('/', 1)[0]}/ (not followed)"
-                            ),
-                        )
-                    )
-                elif e.is_file():
-                    st = e.stat()
-                    out.append(FileInfo(path, st.st_size, st.st_mtime_ns))
-                else:
-                    st = e.stat(follow_symlinks=False)
-                    out.append(
-                        FileInfo(path, st.st_size, st.st_mtime_ns, refused="not a regular file")
-                    )
+                try:
+                    info = self._info(prefix, e)
+                except FileNotFoundError:
+                    continue
+                if info is not None:
+                    out.append(info)
         return out
+
+    def _info(self, prefix: str, e: os.DirEntry) -> FileInfo | None:
+        path = f"{prefix}/{e.name}"
+        if e.is_dir():
+            return None
+        if e.is_symlink() and not self._inside_layer(path):
+            st = e.stat(follow_symlinks=False)
+            layer = path.split("/", 1)[0]
+            return FileInfo(
+                path,
+                st.st_size,
+                st.st_mtime_ns,
+                refused=f"symbolic link pointing outside {layer}/ (not followed)",
+            )
+        if e.is_file():
+            st = e.stat()
+            return FileInfo(path, st.st_size, st.st_mtime_ns)
+        st = e.stat(follow_symlinks=False)
+        return FileInfo(path, st.st_size, st.st_mtime_ns, refused="not a regular file")
 
     def list_dirs(self, prefix: str) -> list[str]:
         folder = self._abs(prefix)
@@ -406,7 +411,7 @@ class LocalFiles:
 
     def find(self, folder: str, name_prefix: str) -> list[FileInfo]:
         """Files directly inside `folder` whose names start with `name_prefix`."""
-        return [f for f in self.list(folder) if f.path.rsplit("/", 1)[-1].startswith(name_prefix)]
+        return self.list(folder, name_prefix)
 
     def put_file(self, path: str, local_file: str) -> None:
         target = self._abs(path)

@@ -316,7 +316,8 @@ def test_a_claim_for_a_parent_not_there_yet_is_accepted_and_says_so(
     ]
     assert late.json()["message"].endswith(
         "Not in silver yet: policy_id POL-LATE (not found). Late parents are normal: the record "
-        "waits in quarantine (orphan_fk) until they arrive, then flows in by itself"
+        "waits in quarantine (orphan_fk) until they arrive, then flows in by itself (an id that "
+        "never arrives keeps it there: the quarantine table shows it)"
     )
     # A parent the front door wrote but no run has taken yet: received, not yet processed.
     policy = api.post(
@@ -787,3 +788,34 @@ def test_available_plans_are_the_generators_plan_table(api: TestClient):
         "included",
         "optional",
     )
+
+
+def test_a_file_vanishing_while_raw_is_listed_is_not_listed(lake: LakeFixture, monkeypatch):
+    """A writer's temporary file renamed away between the folder's read and the file's stat (what
+    40 concurrent writers did to each other's listings): skipped, not an error."""
+    import petinsure_assets.storage as storage
+
+    for name in ("a.json", ".a.json.tmp", "b.json"):
+        lake.write_raw("claims", name, "{}")
+    real_scandir = os.scandir
+
+    class Vanishing:
+        def __init__(self, folder):
+            self.inner = real_scandir(folder)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def __iter__(self):
+            for entry in self.inner:
+                if entry.name == ".a.json.tmp":
+                    os.unlink(entry.path)
+                yield entry
+
+    monkeypatch.setattr(storage.os, "scandir", Vanishing)
+    listed = sorted(f.path for f in lake.lake.files.list("raw/claims"))
+    assert listed == ["raw/claims/a.json", "raw/claims/b.json"]
+    assert [f.path for f in lake.lake.files.find("raw/claims", "b")] == ["raw/claims/b.json"]
