@@ -243,7 +243,7 @@ def run_timeline(instance, run_id: str, requested_at: float) -> dict:
         "enqueued_at": events.get(dg.DagsterEventType.RUN_ENQUEUED),
         "dequeued_at": events.get(dg.DagsterEventType.RUN_STARTING),
         "started_at": record.start_time,
-        "ended_at": ended,  # (never before its start or the tick, which it never is)
+        "ended_at": ended,  # RUN_SUCCESS (never counted before its start)
         "parts": {
             "queue": dequeued - requested_at,
             "launch": started - dequeued,
@@ -255,15 +255,19 @@ def run_timeline(instance, run_id: str, requested_at: float) -> dict:
 
 
 def mode_summary(modes: dict[str, str]) -> str:
-    """`gold: incremental 6; silver: incremental 1` from the run modes of the run's tables."""
-    by_layer: dict[str, dict[str, int]] = {}
+    """`silver: incremental 1; gold: incremental 5, full 1 (monthly_kpis)` from the run modes of
+    the tables a run wrote (the tables named but for the incremental ones)."""
+    by_layer: dict[str, dict[str, list[str]]] = {}
     for key, mode in sorted(modes.items()):
-        layer = key.split("/")[0]
-        counts = by_layer.setdefault(layer, {})
-        counts[mode] = counts.get(mode, 0) + 1
+        layer, name = key.split("/", 1)
+        by_layer.setdefault(layer, {}).setdefault(mode, []).append(name)
     return "; ".join(
-        f"{layer}: " + ", ".join(f"{m} {n}" for m, n in counts.items())
-        for layer, counts in by_layer.items()
+        f"{layer}: "
+        + ", ".join(
+            f"{mode} {len(names)}" + ("" if mode == "incremental" else f" ({', '.join(names)})")
+            for mode, names in by_mode.items()
+        )
+        for layer, by_mode in sorted(by_layer.items(), key=lambda x: x[0] != "silver")
     )
 
 
@@ -476,19 +480,31 @@ def measure_setting(lake_root: str, work: Path, name: str, setting: dict) -> dic
         **{k: v for k, v in path.items() if k != "run_ids"},
         "other_runs": other_runs,
     }
-    s = result["setting"]
-    result["bounds"] = {
-        "raw sensor wait": s["raw_sensor_interval_s"] + DAEMON_SENSOR_LOOP_S,
-        "snapshot sensor wait": s["exports_sensor_interval_s"] + DAEMON_SENSOR_LOOP_S,
-        "client cache": s["ttl_s"],
-        "run queue": s["dequeue_interval_s"],
-        "snapshot queue": s["dequeue_interval_s"],
-    }
+    result["bounds"] = bounds(result)
     log(
         f"{name}: {result['total_s']:.2f} s: "
         + "; ".join(f"{k} {v:.2f} s" for k, v in result["stages"].items())
     )
     return result
+
+
+def bounds(result: dict) -> dict[str, float]:
+    """The most a wait can be, whatever the phase of the POST: a sensor wait, the sensor's
+    interval plus one pass of the daemon's sensor loop plus the tick's own evaluation; the
+    client cache, the TTL plus the answer that read the new version plus one poll; a run's
+    queue, the run queue's dequeue interval."""
+    s, ticks = result["setting"], result["ticks"]
+    return {
+        "raw sensor wait": s["raw_sensor_interval_s"]
+        + DAEMON_SENSOR_LOOP_S
+        + ticks["raw"]["evaluation_s"],
+        "snapshot sensor wait": s["exports_sensor_interval_s"]
+        + DAEMON_SENSOR_LOOP_S
+        + ticks["exports"]["evaluation_s"],
+        "client cache": s["ttl_s"] + result["visible_get_s"] + FAST_POLL_S,
+        "run queue": s["dequeue_interval_s"],
+        "snapshot queue": s["dequeue_interval_s"],
+    }
 
 
 def wait_until_visible(
@@ -572,7 +588,6 @@ def wait_until_visible(
             "exports": _tick_times(exports_tick),
         },
         "refresh_run": refresh,
-        "refresh_run_modes": mode_summary(refresh["run_modes"]),
         "snapshot_run": snapshot,
         "visible_get_s": get_s,
         "visible_claim": item,

@@ -680,9 +680,9 @@ def render(results: dict[int, dict]) -> str:
 
 def _setting_text(name: str, setting: dict) -> str:
     return (
-        f"{name}: sensors every {setting['raw_sensor_interval_s']} s (raw) and "
+        f"**{name}**: sensors every {setting['raw_sensor_interval_s']} s (raw) and "
         f"{setting['exports_sensor_interval_s']} s (exports), run queue every "
-        f"{setting['dequeue_interval_s']} s, DATA_CACHE_TTL {setting['ttl_s']:g} s"
+        f"{setting['dequeue_interval_s']} s, `DATA_CACHE_TTL` {setting['ttl_s']:g} s"
     )
 
 
@@ -694,15 +694,21 @@ def _parts(run: dict) -> str:
 
 def front_door_lines(results: dict[int, dict]) -> list[str]:
     """The end-to-end latency section: per size and setting, the five stages and the total."""
-    from bench.front_door import DAEMON_SENSOR_LOOP_S, STAGES
+    from bench.front_door import DAEMON_SENSOR_LOOP_S, STAGES, bounds, mode_summary
+    from petinsure_assets.catalog import CATALOG
 
     measured = [c for c in sorted(results) if results[c].get("front_door")]
     if not measured:
         return []
+    rows = [
+        (c, name, r) for c in measured for name, r in results[c]["front_door"]["settings"].items()
+    ]
     settings: dict[str, dict] = {}
-    for c in measured:
-        for name, r in results[c]["front_door"]["settings"].items():
-            settings.setdefault(name, r["setting"])
+    for _, name, r in rows:
+        settings.setdefault(name, r["setting"])
+    loop = DAEMON_SENSOR_LOOP_S
+    phase = max(r["cache_read_before_post_s"] for _, _, r in rows)
+    rebuilt = ", ".join(f"`{spec.name}`" for spec in CATALOG.gold if spec.incremental is None)
     lines = [
         "",
         "## End to end: `POST /api/claims/` to `GET /api/insights/claims`",
@@ -714,69 +720,70 @@ def front_door_lines(results: dict[int, dict]) -> list[str]:
         "time) takes it through the raw sensor, the refresh run, the exports sensor and the "
         "snapshot run; the API lists it in `GET /api/insights/claims?customer_id=...` once its "
         "snapshot cache has read the new version (`bench/front_door.py`). Each stage runs from "
-        "the end of the one before, from the instance's sensor ticks and run records: **raw "
-        "sensor wait** (POST answered -> end of the raw sensor tick that requested the run), "
-        "**run** (-> the refresh run ended), **snapshot sensor wait** (-> end of the exports "
-        "sensor tick that requested the snapshot), **snapshot** (-> the snapshot run ended), "
-        "**client cache** (-> the API answered with the claim). They add up to the total.",
+        "the end of the one before, read from the instance's sensor ticks and run records, so "
+        "they add up to the total: **raw sensor wait** (POST answered -> end of the raw sensor "
+        "tick that requested the run), **run** (-> the refresh run ended), **snapshot sensor "
+        "wait** (-> end of the exports sensor tick that requested the snapshot), **snapshot** "
+        "(-> the snapshot run ended), **client cache** (-> the API answered with the claim).",
         "",
         "Settings: "
-        + "; ".join(_setting_text(f"**{n}**", st) for n, st in settings.items())
-        + f". The daemon evaluates sensors at most every {DAEMON_SENSOR_LOOP_S} s (its sensor "
-        "loop), so the shortest sensible interval is one that ticks on every pass of that loop: "
-        "1 s gives a tick every ~5 s; 5 s does not (the passes' timing varies by up to a second, "
-        "so it skips a pass now and then: ticks 5 or 10 s apart). A 1 s cache reads "
-        "`latest.json` (a few hundred bytes) once a second; a 1 s run queue is one SQLite query "
-        "a second.",
+        + "; ".join(_setting_text(n, st) for n, st in settings.items())
+        + f". The daemon evaluates sensors in a loop that passes at most every {loop} s, and a "
+        "sensor ticks on the first pass at least its interval after its last tick: 1 s ticks on "
+        f"every pass (every ~{loop} s); {loop} s does not (the passes' timing varies by up to a "
+        f"second, so it skips a pass now and then: ticks {loop} or {2 * loop} s apart). So 1 s "
+        "is the shortest sensible sensor interval. A 1 s cache reads `latest.json` (a few "
+        "hundred bytes) once a second, a 1 s run queue (`run_queue: dequeue_interval_seconds`) "
+        "is one SQLite query a second.",
         "",
         "The waits depend on when the claim arrives against the sensors' ticks and the API's "
-        "cache (its next read of `latest.json` comes one TTL after its last, whatever the "
-        "requests): each is shown with its bound, a sensor's interval plus the daemon's "
-        f"{DAEMON_SENSOR_LOOP_S} s loop (plus the tick's own evaluation), the cache's TTL (plus "
-        "reading the new claims table). The measured refresh run is the steady-state incremental "
-        "one: the sensor-launched run computes gold as of today (UTC), so the lake was first "
-        "refreshed at today's as-of date (not timed); the run modes of the tables it wrote are "
-        "in the second table.",
+        "cache, whose next read of `latest.json` comes one TTL after its last whatever the "
+        "requests. Each is shown with its bound (`<=`): a sensor's interval plus one pass of the "
+        f"daemon's {loop} s loop plus the tick's own evaluation; the TTL plus the answer that "
+        "read the new version plus one poll (0.1 s). With the default 300 s TTL the claim shows "
+        "at the cache's first read after the snapshot, between 0 and 300 s after it (150 s on "
+        f"average); in these runs the API had last read `latest.json` at most {phase:.1f} s "
+        "before the POST (the phase column below), so its next read came about one TTL after "
+        "the POST: the default totals are near the worst case for a claim whose snapshot lands "
+        "within one TTL. The measured refresh run is the steady-state incremental one: the sensor-launched "
+        "run computes gold as of today (UTC), so the lake was first refreshed at today's as-of "
+        "date (not timed); the second table gives the run mode of every table the run wrote "
+        f"({rebuilt}: no `[incremental]` in the spec, rebuilt whenever an input changes).",
         "",
         "| claims | setting | " + " | ".join(f"{stage} s" for stage in STAGES) + " | **total s** |",
         "|---:|---|" + "---:|" * (len(STAGES) + 1),
     ]
-    for c in measured:
-        for name, r in results[c]["front_door"]["settings"].items():
-            cells = []
-            for stage in STAGES:
-                bound = r["bounds"].get(stage)
-                cells.append(
-                    f"{r['stages'][stage]:.2f}" + (f" (<= {bound:g})" if bound is not None else "")
-                )
-            lines.append(
-                f"| {c:,} | {name} | " + " | ".join(cells) + f" | **{r['total_s']:.2f}** |"
-            )
+    for c, name, r in rows:
+        limits = bounds(r)
+        cells = [
+            f"{r['stages'][stage]:.2f}" + (f" (<= {limits[stage]:.1f})" if stage in limits else "")
+            for stage in STAGES
+        ]
+        lines.append(f"| {c:,} | {name} | " + " | ".join(cells) + f" | **{r['total_s']:.2f}** |")
     lines += [
         "",
-        "Where the runs' time goes (queue: the tick's end to the run queue handing the run over; "
-        "launch: the run's process starting and loading the code location; execution: its "
-        "steps), the sensor ticks' own evaluation, the POST's answer, the phase of the POST "
-        "(since the raw sensor's previous tick; since the API's last read of `latest.json`), and "
-        "the run mode of each table the refresh run wrote:",
+        "Where the runs' time goes (queue: the tick's end to the run queue handing the run over, "
+        "at most its dequeue interval; launch: the run's own process starting and loading the "
+        "code location; execution: its steps), the sensor ticks' own evaluation (the raw tick "
+        "includes Dagster creating the run of about 30 assets), the POST's answer, the phase of "
+        "the POST (since the raw sensor's previous tick; since the API's last read of "
+        "`latest.json`), and the refresh run's tables by run mode:",
         "",
         "| claims | setting | refresh run: queue / launch / execution s | snapshot run: "
         "queue / launch / execution s | tick evaluation: raw / exports s | POST s | "
         "phase: raw tick / cache read s | refresh run's tables | measured |",
         "|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for c in measured:
-        for name, r in results[c]["front_door"]["settings"].items():
-            ticks = r["ticks"]
-            lines.append(
-                f"| {c:,} | {name} | {_parts(r['refresh_run'])} | "
-                f"{_parts(r['snapshot_run'])} | {ticks['raw']['evaluation_s']:.2f} / "
-                f"{ticks['exports']['evaluation_s']:.2f} | {r['post_s']:.2f} | "
-                f"{ticks['raw']['previous_tick_s_before_post']:.1f} / "
-                f"{r['cache_read_before_post_s']:.1f} | as of "
-                f"{', '.join(r['refresh_run']['as_of'])}: {r['refresh_run_modes']} | "
-                f"{r['measured_at']} |"
-            )
+    for c, name, r in rows:
+        ticks = r["ticks"]
+        lines.append(
+            f"| {c:,} | {name} | {_parts(r['refresh_run'])} | {_parts(r['snapshot_run'])} | "
+            f"{ticks['raw']['evaluation_s']:.2f} / {ticks['exports']['evaluation_s']:.2f} | "
+            f"{r['post_s']:.2f} | {ticks['raw']['previous_tick_s_before_post']:.1f} / "
+            f"{r['cache_read_before_post_s']:.1f} | as of "
+            f"{', '.join(r['refresh_run']['as_of'])}: "
+            f"{mode_summary(r['refresh_run']['run_modes'])} | {r['measured_at']} |"
+        )
     missing = [c for c in sorted(results) if c not in measured]
     if missing:
         lines += [
