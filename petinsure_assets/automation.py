@@ -41,7 +41,7 @@ import dagster as dg
 from petinsure_assets import contracts
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog
 from petinsure_assets.ingest import list_raw_files, read_ledger
-from petinsure_assets.lock import _number_from_env
+from petinsure_assets.lock import number_from_env
 from petinsure_assets.queries import output_schemas
 from petinsure_assets.resources import (
     FULL_CHECKS_TAG,
@@ -164,7 +164,7 @@ def sensor_interval_seconds(name: str) -> int:
         f"{DAEMON_SENSOR_LOOP_SECONDS} s), got {os.environ.get(name)!r}"
     )
     try:
-        seconds = _number_from_env(name, DEFAULT_SENSOR_INTERVAL_SECONDS)
+        seconds = number_from_env(name, DEFAULT_SENSOR_INTERVAL_SECONDS)
     except ValueError:
         raise refusal from None
     if not (math.isfinite(seconds) and seconds >= 1 and seconds == int(seconds)):

@@ -44,7 +44,6 @@ import hmac
 import inspect
 import json
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from petinsure_assets import contracts, demo_data
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.ingest import realtime_rows
+from petinsure_assets.lock import number_from_env
 from petinsure_assets.queries import output_schemas, session, staged_table
 from petinsure_assets.storage import StorageError
 
@@ -983,11 +983,8 @@ async def watch_snapshots(events: Events, snapshot: Callable[[], Any], interval:
 
 
 def events_poll_seconds() -> float:
-    raw = os.environ.get(EVENTS_POLL_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_EVENTS_POLL_SECONDS
-    except ValueError:
-        value = -1
-    if not value > 0:
-        raise ValueError(f"{EVENTS_POLL_ENV}={raw!r} is not a number of seconds above 0")
+    """PETINSURE_EVENTS_POLL_SECONDS (default 1), a number of seconds above 0."""
+    value = number_from_env(EVENTS_POLL_ENV, DEFAULT_EVENTS_POLL_SECONDS)
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{EVENTS_POLL_ENV} must be a number of seconds above 0, got {value}")
     return value

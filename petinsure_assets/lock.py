@@ -44,7 +44,9 @@ class LakeBusyError(Exception):
     """Another writer holds the lake; the message names it (never a secret)."""
 
 
-def _number_from_env(name: str, default: float) -> float:
+def number_from_env(name: str, default: float) -> float:
+    """A number of seconds from the environment variable `name` (`default` when unset or empty);
+    ValueError naming the variable when it is not a number."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -56,14 +58,14 @@ def _number_from_env(name: str, default: float) -> float:
 
 def lock_wait_seconds(value: float | None = None) -> float:
     """The wait asked for, else PETINSURE_LOCK_WAIT_SECONDS, else 600 s."""
-    wait = _number_from_env(LOCK_WAIT_ENV, DEFAULT_WAIT_SECONDS) if value is None else float(value)
+    wait = number_from_env(LOCK_WAIT_ENV, DEFAULT_WAIT_SECONDS) if value is None else float(value)
     if not wait >= 0:  # also NaN
         raise ValueError(f"the lock wait must be 0 or more seconds, got {wait:g}")
     return wait
 
 
 def lease_seconds() -> int:
-    return int(_number_from_env(LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS))
+    return int(number_from_env(LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS))
 
 
 def describe_holder(raw: bytes) -> str:

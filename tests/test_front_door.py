@@ -819,3 +819,23 @@ def test_a_file_vanishing_while_raw_is_listed_is_not_listed(lake: LakeFixture, m
     listed = sorted(f.path for f in lake.lake.files.list("raw/claims"))
     assert listed == ["raw/claims/a.json", "raw/claims/b.json"]
     assert [f.path for f in lake.lake.files.find("raw/claims", "b")] == ["raw/claims/b.json"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "PETINSURE_EVENTS_POLL_SECONDS must be a number of seconds, got 'abc'"),
+        ("0", "PETINSURE_EVENTS_POLL_SECONDS must be a number of seconds above 0, got 0.0"),
+        ("-2", "PETINSURE_EVENTS_POLL_SECONDS must be a number of seconds above 0, got -2.0"),
+        ("inf", "PETINSURE_EVENTS_POLL_SECONDS must be a number of seconds above 0, got inf"),
+    ],
+)
+def test_a_bad_events_poll_interval_stops_the_api_naming_the_variable(
+    book: LakeFixture, monkeypatch, value: str, message: str
+):
+    monkeypatch.setenv("PETINSURE_EVENTS_POLL_SECONDS", value)
+    with pytest.raises(ValueError) as refused:
+        app_on(book.lake)
+    assert str(refused.value) == message
+    monkeypatch.setenv("PETINSURE_EVENTS_POLL_SECONDS", "0.25")
+    assert front_door.events_poll_seconds() == 0.25
