@@ -526,10 +526,16 @@ class FrontDoor:
         return late
 
     def latest_received(self, entity: contracts.Entity, record_id: str) -> dict | None:
-        files = self.received_files(entity, record_id)
-        if not files:
-            return None
-        return {**json.loads(self.lake.files.read_bytes(files[-1])), "_file": files[-1]}
+        """The newest real-time file of a record that holds a JSON object (another producer's
+        broken file, or one gone meanwhile, is passed over: bronze and silver say what it is)."""
+        for path in reversed(self.received_files(entity, record_id)):
+            try:
+                record = json.loads(self.lake.files.read_bytes(path))
+            except (StorageError, ValueError):
+                continue
+            if isinstance(record, dict):
+                return {**record, "_file": path}
+        return None
 
     def current_claim(self, claim_id: str) -> dict | None:
         """The newest version of a claim: its latest real-time file or its silver row, whichever

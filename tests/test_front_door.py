@@ -839,3 +839,20 @@ def test_a_bad_events_poll_interval_stops_the_api_naming_the_variable(
     assert str(refused.value) == message
     monkeypatch.setenv("PETINSURE_EVENTS_POLL_SECONDS", "0.25")
     assert front_door.events_poll_seconds() == 0.25
+
+
+def test_a_broken_real_time_file_of_another_producer_is_passed_over(
+    api: TestClient, book: LakeFixture
+):
+    """The claim's status and its next step come from its newest readable version."""
+    claim_id = api.post("/api/claims/", json=CLAIM, headers=AUTH).json()["id"]
+    book.write_raw("claims", f"{claim_id}_20250601_101531_000000.json", '{"claim_id": "')
+    book.write_raw("claims", f"{claim_id}_20250601_101532_000000.json", "[1, 2]")
+    status = api.get(f"/api/claims/{claim_id}/status").json()
+    assert (status["state"], status["status"], status["file"]) == (
+        "received, not yet processed",
+        "Submitted",
+        f"raw/claims/{claim_id}_{STAMP}.json",
+    )
+    step = api.post(f"/api/claims/{claim_id}/simulate-processing", headers=AUTH)
+    assert (step.status_code, step.json()["record"]["status"]) == (201, "Under Review")
