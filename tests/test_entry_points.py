@@ -117,6 +117,7 @@ def test_every_program_of_the_project_ends_through_run_and_exit():
         for name in (
             "bench/baselines/pandas_notebooks.py",
             "bench/baselines/spark_local.py",
+            "bench/front_door.py",
             "bench/incremental.py",
             "bench/probe.py",
             "bench/run.py",
