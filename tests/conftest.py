@@ -17,6 +17,7 @@ from petinsure_assets.lake import Lake
 SLOW_MODULES = (
     "test_databricks.py",  # the whole graph twice on local Spark: about five minutes on one worker
     "test_bench.py",  # one test of a minute: early, so that it does not end the run alone
+    "test_front_door_flow.py",  # real server, real WebSocket clients, sensors and runs
     "test_ui.py",
     "test_spark_sql.py",
     "test_azure.py",
