@@ -65,7 +65,7 @@ from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.ingest import realtime_rows
 from petinsure_assets.lock import number_from_env
 from petinsure_assets.queries import output_schemas, session, staged_table
-from petinsure_assets.storage import StorageError
+from petinsure_assets.storage import StorageError, redact
 
 log = logging.getLogger("petinsure.front_door")
 
@@ -725,7 +725,10 @@ class Events:
                 snap = await asyncio.to_thread(snapshot)
                 found = await asyncio.to_thread(claim_statuses, snap, [customer])
             except Exception as e:  # the store failing: say so, keep the connection
-                await self.send(client, "error", {"message": f"claim statuses unavailable: {e}"})
+                reason = redact(f"{type(e).__name__}: {e}")[:300]
+                await self.send(
+                    client, "error", {"message": f"claim statuses unavailable: {reason}"}
+                )
                 return
             if self.version == published:  # no snapshot was published meanwhile: current
                 self.statuses[customer] = {claim: status for claim, (_, status) in found.items()}
@@ -984,7 +987,7 @@ async def watch_snapshots(events: Events, snapshot: Callable[[], Any], interval:
                 told = await events.snapshot_published(snap)
                 log.info("snapshot %s: %d claim status update(s) sent", snap.version, told)
         except Exception as e:  # the API keeps serving; the next tick tries again
-            log.warning("watching the snapshots: %s: %s", type(e).__name__, e)
+            log.warning("watching the snapshots: %s", redact(f"{type(e).__name__}: {e}")[:300])
         await asyncio.sleep(interval)
 
 

@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
+from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
-from petinsure_assets import contracts, demo_data, front_door
+from petinsure_assets import contracts, demo_data, front_door, storage
 from petinsure_assets.definitions import build_definitions
 from petinsure_assets.front_door import FrontDoor
 from petinsure_assets.ingest import list_raw_files
@@ -856,3 +858,49 @@ def test_a_broken_real_time_file_of_another_producer_is_passed_over(
     )
     step = api.post(f"/api/claims/{claim_id}/simulate-processing", headers=AUTH)
     assert (step.status_code, step.json()["record"]["status"]) == (201, "Under Review")
+
+
+def test_a_subscription_the_snapshots_cannot_answer_gets_an_error_without_secrets():
+    """The store failing mid-subscription: an `error` event with the reason (secrets cut), the
+    connection stays open, and the next subscription works once the store answers again."""
+    storage.register_secret("front-door-account-key")
+    failure = RuntimeError("GET https://lake/latest.json?sig=abc123 with front-door-account-key")
+    answers = iter([failure])
+
+    class Snap:  # a published snapshot with one claim of CUST-9
+        version = "v1"
+        tables = {
+            "claims_analytics": pa.table(
+                {"claim_id": ["CLM-9"], "customer_id": ["CUST-9"], "status": ["Paid"]}
+            )
+        }
+
+    def snapshot():
+        answer = next(answers, None)
+        if isinstance(answer, Exception):
+            raise answer
+        return Snap()
+
+    events = front_door.Events()
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(client: WebSocket):
+        await events.serve(client, snapshot)
+
+    subscribe = {"event": "subscribe_claims", "data": {"customer_id": "CUST-9"}}
+    with TestClient(app).websocket_connect("/ws") as ws_client:
+        assert ws_client.receive_json()["event"] == "connect"
+        ws_client.send_json(subscribe)
+        assert ws_client.receive_json() == {
+            "event": "error",
+            "data": {
+                "message": "claim statuses unavailable: RuntimeError: GET "
+                "https://lake/latest.json?sig=*** with ***"
+            },
+        }
+        ws_client.send_json(subscribe)
+        assert ws_client.receive_json() == {
+            "event": "subscribed",
+            "data": {"customer_id": "CUST-9", "claims": {"CLM-9": "Paid"}},
+        }
