@@ -398,9 +398,8 @@ class LocalFiles:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.link(
-                temp, target
-            )  # atomic, and refuses an existing name (a rename would replace it)
+            # Atomic, and refuses an existing name (a rename would replace it).
+            os.link(temp, target)
         finally:
             temp.unlink(missing_ok=True)
         folder = os.open(target.parent, os.O_RDONLY)
