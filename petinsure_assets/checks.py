@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
-from petinsure_assets.lake import Lake, duckdb_cursor
+from petinsure_assets.lake import Lake, duckdb_cursor, sql_string
 from petinsure_assets.queries import session
 from petinsure_assets.resources import markdown_preview
 
@@ -112,7 +112,7 @@ def foreign_key(col: str, parent: str, parent_col: str | None = None, key: str =
 
 
 def accepted_values(col: str, values: Iterable[str], key: str, nullable: bool = False) -> Check:
-    listed = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    listed = ", ".join(sql_string(v) for v in values)
     null_clause = "" if nullable else f" OR {col} IS NULL"
     return Check(
         f"{col}_accepted",

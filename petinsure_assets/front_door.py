@@ -63,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from petinsure_assets import contracts, demo_data
 from petinsure_assets.catalog import CATALOG, Catalog, TableSpec
 from petinsure_assets.ingest import realtime_rows
+from petinsure_assets.lake import sql_string
 from petinsure_assets.lock import number_from_env
 from petinsure_assets.queries import output_schemas, session, staged_table
 from petinsure_assets.storage import StorageError, redact
@@ -501,8 +502,9 @@ class FrontDoor:
         uri = self.lake.table_uri("silver", table)
         if not self.lake.exists(uri):
             return False
-        literal = "'" + value.replace("'", "''") + "'"
-        found = self.lake.read(uri, f"SELECT count(*) AS n FROM t WHERE {column} = {literal}")
+        found = self.lake.read(
+            uri, f"SELECT count(*) AS n FROM t WHERE {column} = {sql_string(value)}"
+        )
         return found.column("n")[0].as_py() > 0
 
     def received_files(self, entity: contracts.Entity, record_id: str) -> list[str]:
@@ -537,19 +539,18 @@ class FrontDoor:
                 return {**record, "_file": path}
         return None
 
-    def current_claim(self, claim_id: str) -> dict | None:
-        """The newest version of a claim: its latest real-time file or its silver row, whichever
-        has the later updated_at."""
+    def current_claim(self, claim_id: str, received: dict | None = None) -> dict | None:
+        """The newest version of a claim: its latest real-time file (`received`, when already
+        read) or its silver row, whichever has the later updated_at."""
         candidates = []
-        received = self.latest_received(contracts.CLAIMS, claim_id)
+        received = received or self.latest_received(contracts.CLAIMS, claim_id)
         if received:
             candidates.append(received)
         uri = self.lake.table_uri("silver", "fact_claims")
         if self.lake.exists(uri):
-            literal = "'" + claim_id.replace("'", "''") + "'"
             columns = ", ".join(contracts.CLAIMS.columns)
             rows = self.lake.read(
-                uri, f"SELECT {columns} FROM t WHERE claim_id = {literal}"
+                uri, f"SELECT {columns} FROM t WHERE claim_id = {sql_string(claim_id)}"
             ).to_pylist()
             if rows:
                 candidates.append({k: _plain(v) for k, v in rows[0].items()})
@@ -609,7 +610,7 @@ class FrontDoor:
         found = table.filter(pc.equal(table.column("claim_id"), claim_id)).to_pylist()
         received = self.latest_received(contracts.CLAIMS, claim_id)
         if found and received:  # the newest version may come from elsewhere (a batch file)
-            received = self.current_claim(claim_id)
+            received = self.current_claim(claim_id, received)
         meta = {"snapshot_version": snapshot.version, "as_of": snapshot.manifest.get("as_of")}
         if found:
             row = found[0]

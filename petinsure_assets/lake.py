@@ -83,6 +83,12 @@ _DATABASES: dict[str, duckdb.DuckDBPyConnection] = {}
 _DATABASES_LOCK = threading.Lock()
 
 
+def sql_string(value: object) -> str:
+    """A value as a SQL string literal (quotes doubled), for where a statement takes no
+    parameters."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def duckdb_cursor(
     name: str = "",
     config: dict[str, Any] | None = None,
@@ -337,9 +343,7 @@ class Lake:
             con.register(name, table.to_pyarrow_dataset())
             return
         columns = ", ".join(f'"{c}"' for c in pa.schema(schema).names)
-        paths = ", ".join(
-            "'" + f.replace("'", "''") + "'" for f in table.file_uris()
-        )  # a view takes no parameters
+        paths = ", ".join(sql_string(f) for f in table.file_uris())  # a view takes no parameters
         if not paths:
             con.register(name, pa.schema(schema).empty_table())
             return

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from petinsure_assets.catalog import CATALOG, QUARANTINE, Catalog, TableSpec
-from petinsure_assets.lake import duckdb_config, duckdb_cursor
+from petinsure_assets.lake import duckdb_config, duckdb_cursor, sql_string
 from petinsure_assets.thresholds import ACCEPTED_VALUES, THRESHOLDS
 
 # The columns of a silver file's `<entity>_staged` table that say why a record was rejected.
@@ -131,7 +131,7 @@ def merge_predicate(
             f"UNION ALL SELECT {column} FROM {existing} WHERE ({key}) IN "
             f"(SELECT {key} FROM {source})) ORDER BY 1"
         ).fetchall()
-        listed = ", ".join("'" + str(v).replace("'", "''") + "'" for (v,) in values) or "NULL"
+        listed = ", ".join(sql_string(v) for (v,) in values) or "NULL"
         on += f" AND t.{column} IN ({listed})"
     return on
 

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from petinsure_assets.catalog import CATALOG
 from petinsure_assets.gold import AS_OF_COMMIT_KEY
-from petinsure_assets.lake import Lake
+from petinsure_assets.lake import Lake, sql_string
 from petinsure_assets.queries import session
 from petinsure_assets.resources import last_write
 from petinsure_assets.snapshot_client import LATEST, SCHEMA_VERSION
@@ -92,10 +92,6 @@ def _sha256(data: bytes) -> str:
 
 def _size(data: bytes | str) -> int:
     return len(data) if isinstance(data, bytes) else os.path.getsize(data)
-
-
-def _sql_path(path: str) -> str:
-    return path.replace("'", "''")
 
 
 def render_hot_endpoints(
@@ -196,7 +192,7 @@ def _publish(lake: Lake, exports: dict[str, str], retention: int, now: datetime)
             if leaked:
                 raise ValueError(f"gold export {table} has personal-data columns {sorted(leaked)}")
             con.execute(
-                f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet('{_sql_path(local)}')"
+                f"CREATE TEMP VIEW {table} AS SELECT * FROM read_parquet({sql_string(local)})"
             )
             files[f"{table}.parquet"] = local
             rows[f"{table}.parquet"] = metadata.num_rows
